@@ -1,0 +1,72 @@
+# snarl: `make` builds build/snarl; `make check` runs every test;
+# `make asan` builds and runs the unit tests under ASan+UBSan;
+# `make install PREFIX=...` installs the CLI.
+
+PREFIX ?= /usr/local
+BUILD ?= build
+CC ?= cc
+PYTHON ?= python3
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DSNARL_BUILDING -fvisibility=hidden -fPIC \
+              $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS := -lelf
+
+ENGINE_SRC := $(wildcard src/base/*.c src/mem/*.c src/sym/*.c src/py/*.c src/aio/*.c \
+                         src/ana/*.c src/out/*.c) src/engine.c
+CLI_SRC := $(wildcard src/cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+
+.PHONY: all clean check unit e2e asan install format provision
+
+all: $(BUILD)/snarl $(BUILD)/snarl-unit
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"; $(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libsnarl.a: $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/snarl: $(CLI_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+$(BUILD)/snarl-unit: $(UNIT_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+unit: $(BUILD)/snarl-unit
+	$(BUILD)/snarl-unit
+
+e2e: all
+	$(PYTHON) -m pytest -q tests/e2e
+
+check: all
+	$(BUILD)/snarl-unit
+	$(PYTHON) -m pytest -q -rs tests
+
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	        LDFLAGS="-fsanitize=address,undefined" all
+	build/asan/snarl-unit
+
+provision:
+	sh scripts/provision-pythons.sh
+
+install: $(BUILD)/snarl
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/snarl $(DESTDIR)$(PREFIX)/bin/snarl
+
+format:
+	clang-format -i $(ENGINE_SRC) $(CLI_SRC) $(UNIT_SRC) $(wildcard src/*/*.h) src/snarl.h
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

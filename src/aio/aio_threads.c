@@ -1,0 +1,112 @@
+/* Builds the thread part of the model: every Python thread of every
+ * interpreter with its frames, innermost first. A damaged frame ends that
+ * thread's stack with an unreadable marker; the other threads still stand. */
+#include "aio.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+err_t aio_warn(aio_model *model, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **slot = vec_push(&model->warnings);
+    if (!slot) {
+        return ERR_NOMEM;
+    }
+    *slot = util_strdup(buf);
+    return *slot ? ERR_OK : ERR_NOMEM;
+}
+
+static err_t aio_push_frame(aio_thread *th, const py_frame *f) {
+    aio_frame *af = vec_push(&th->frames);
+    if (!af) {
+        return ERR_NOMEM;
+    }
+    af->addr = f->addr;
+    af->line = f->line;
+    if (f->is_python) {
+        af->function = util_strdup(f->qualname ? f->qualname : "<unknown>");
+        af->file = util_strdup(f->filename ? f->filename : "<unknown>");
+        if (!af->function || !af->file) {
+            return ERR_NOMEM;
+        }
+    }
+    return ERR_OK;
+}
+
+static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame) {
+    u64set seen;
+    u64set_init(&seen);
+    err_t e = ERR_OK;
+    for (int depth = 0; frame; depth++) {
+        if (depth == PY_FRAMES_MAX || u64set_add(&seen, frame) != 1) {
+            th->truncated = true;
+            break;
+        }
+        py_frame f;
+        if (py_frame_read(t, frame, &f) != ERR_OK) {
+            /* Mark the damage and stop: previous is unknown. */
+            f.is_python = false;
+            f.addr = frame;
+            f.line = -1;
+            e = aio_push_frame(th, &f);
+            th->truncated = true;
+            break;
+        }
+        if (f.is_python && (e = aio_push_frame(th, &f)) != ERR_OK) {
+            break;
+        }
+        frame = f.previous;
+    }
+    u64set_free(&seen);
+    return e;
+}
+
+err_t aio_build(py_target *t, aio_model *model) {
+    py_threads_result r;
+    err_t e = py_threads(t, &r);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (r.truncated) {
+        aio_warn(model, "the thread list is damaged or too long; some threads may be missing");
+    }
+    for (size_t i = 0; i < r.threads.len && e == ERR_OK; i++) {
+        const py_thread *pt = VEC_AT(&r.threads, py_thread, i);
+        aio_thread *th = vec_push(&model->threads);
+        if (!th) {
+            e = ERR_NOMEM;
+            break;
+        }
+        vec_init(&th->frames, sizeof(aio_frame));
+        th->native_id = pt->native_id;
+        th->tstate = pt->addr;
+        th->interp_id = pt->interp_id;
+        th->holds_gil = pt->holds_gil;
+        snprintf(th->name, sizeof th->name, "%s", pt->name);
+        e = aio_walk_frames(t, th, pt->frame);
+    }
+    py_threads_free(&r);
+    return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;
+}
+
+void aio_model_free(aio_model *model) {
+    for (size_t i = 0; i < model->threads.len; i++) {
+        aio_thread *th = VEC_AT(&model->threads, aio_thread, i);
+        for (size_t k = 0; k < th->frames.len; k++) {
+            aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
+            util_free(f->function);
+            util_free(f->file);
+        }
+        vec_free(&th->frames);
+    }
+    vec_free(&model->threads);
+    for (size_t i = 0; i < model->warnings.len; i++) {
+        util_free(*VEC_AT(&model->warnings, char *, i));
+    }
+    vec_free(&model->warnings);
+    util_free(model->target.executable);
+}

@@ -1,0 +1,219 @@
+/* Implementation of the shared containers and the fault-injecting allocator. */
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t util_alloc_countdown;
+
+void util_fail_alloc_at(uint64_t nth) {
+    util_alloc_countdown = nth;
+}
+
+static bool util_alloc_should_fail(void) {
+    if (util_alloc_countdown == 0) {
+        return false;
+    }
+    return --util_alloc_countdown == 0;
+}
+
+void *util_alloc(size_t n) {
+    return util_alloc_should_fail() ? NULL : malloc(n ? n : 1);
+}
+
+void *util_calloc(size_t n, size_t size) {
+    return util_alloc_should_fail() ? NULL : calloc(n ? n : 1, size ? size : 1);
+}
+
+void *util_realloc(void *p, size_t n) {
+    return util_alloc_should_fail() ? NULL : realloc(p, n ? n : 1);
+}
+
+char *util_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = util_alloc(n);
+    if (d) {
+        memcpy(d, s, n);
+    }
+    return d;
+}
+
+void util_free(void *p) {
+    free(p);
+}
+
+void sbuf_init(sbuf *b) {
+    memset(b, 0, sizeof *b);
+}
+
+void sbuf_free(sbuf *b) {
+    util_free(b->data);
+    sbuf_init(b);
+}
+
+void sbuf_reset(sbuf *b) {
+    b->len = 0;
+    if (b->data) {
+        b->data[0] = '\0';
+    }
+}
+
+static bool sbuf_reserve(sbuf *b, size_t extra) {
+    if (b->oom) {
+        return false;
+    }
+    if (b->len + extra + 1 <= b->cap) {
+        return true;
+    }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        cap *= 2;
+    }
+    char *d = util_realloc(b->data, cap);
+    if (!d) {
+        b->oom = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void sbuf_add(sbuf *b, const char *s, size_t n) {
+    if (!sbuf_reserve(b, n)) {
+        return;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void sbuf_adds(sbuf *b, const char *s) {
+    sbuf_add(b, s, strlen(s));
+}
+
+void sbuf_addc(sbuf *b, char c) {
+    sbuf_add(b, &c, 1);
+}
+
+void sbuf_printf(sbuf *b, const char *fmt, ...) {
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        sbuf_add(b, small, (size_t)n);
+        return;
+    }
+    if (!sbuf_reserve(b, (size_t)n)) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+const char *sbuf_str(sbuf *b) {
+    return b->data ? b->data : "";
+}
+
+void vec_init(vec *v, size_t elem) {
+    memset(v, 0, sizeof *v);
+    v->elem = elem;
+}
+
+void vec_free(vec *v) {
+    util_free(v->data);
+    v->data = NULL;
+    v->len = v->cap = 0;
+}
+
+void *vec_push(vec *v) {
+    if (v->len == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 8;
+        void *d = util_realloc(v->data, cap * v->elem);
+        if (!d) {
+            return NULL;
+        }
+        v->data = d;
+        v->cap = cap;
+    }
+    void *e = (char *)v->data + v->len * v->elem;
+    memset(e, 0, v->elem);
+    v->len++;
+    return e;
+}
+
+void u64set_init(u64set *s) {
+    memset(s, 0, sizeof *s);
+}
+
+void u64set_free(u64set *s) {
+    util_free(s->keys);
+    u64set_init(s);
+}
+
+static size_t u64set_slot(uint64_t key, size_t cap) {
+    /* Addresses are 8-aligned; mix the bits so neighbours spread out. */
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    return (size_t)key & (cap - 1);
+}
+
+static bool u64set_grow(u64set *s) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    uint64_t *keys = util_calloc(cap, sizeof *keys);
+    if (!keys) {
+        return false;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (s->keys[i]) {
+            size_t j = u64set_slot(s->keys[i], cap);
+            while (keys[j]) {
+                j = (j + 1) & (cap - 1);
+            }
+            keys[j] = s->keys[i];
+        }
+    }
+    util_free(s->keys);
+    s->keys = keys;
+    s->cap = cap;
+    return true;
+}
+
+int u64set_add(u64set *s, uint64_t key) {
+    if ((s->count + 1) * 2 > s->cap && !u64set_grow(s)) {
+        return -1;
+    }
+    size_t j = u64set_slot(key, s->cap);
+    while (s->keys[j]) {
+        if (s->keys[j] == key) {
+            return 0;
+        }
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->keys[j] = key;
+    s->count++;
+    return 1;
+}
+
+bool u64set_has(const u64set *s, uint64_t key) {
+    if (!s->cap) {
+        return false;
+    }
+    size_t j = u64set_slot(key, s->cap);
+    while (s->keys[j]) {
+        if (s->keys[j] == key) {
+            return true;
+        }
+        j = (j + 1) & (s->cap - 1);
+    }
+    return false;
+}

@@ -1,0 +1,90 @@
+/* Small containers shared by every layer: a growable byte buffer, a growable
+ * array and a set of 64-bit addresses. Allocation failures are reported to
+ * the caller (the engine never aborts); the allocator can be made to fail on
+ * the Nth call for fault-injection tests. */
+#ifndef SNARL_BASE_UTIL_H
+#define SNARL_BASE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void *util_alloc(size_t n);
+void *util_calloc(size_t n, size_t size);
+void *util_realloc(void *p, size_t n);
+char *util_strdup(const char *s);
+void util_free(void *p);
+/* Fault injection: make the nth allocation from now on fail (0 disables). */
+void util_fail_alloc_at(uint64_t nth);
+
+/* Growable text buffer; once an allocation fails it stays failed and further
+ * appends are ignored, so callers check `oom` once at the end. */
+typedef struct sbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool oom;
+} sbuf;
+
+void sbuf_init(sbuf *b);
+void sbuf_free(sbuf *b);
+void sbuf_reset(sbuf *b);
+void sbuf_add(sbuf *b, const char *s, size_t n);
+void sbuf_adds(sbuf *b, const char *s);
+void sbuf_addc(sbuf *b, char c);
+void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* NUL-terminated view of the buffer (empty string when nothing was added). */
+const char *sbuf_str(sbuf *b);
+
+/* Growable array of fixed-size elements. */
+typedef struct vec {
+    void *data;
+    size_t len;
+    size_t cap;
+    size_t elem;
+} vec;
+
+void vec_init(vec *v, size_t elem);
+void vec_free(vec *v);
+/* Appends one zeroed element and returns it, or NULL when out of memory. */
+void *vec_push(vec *v);
+#define VEC_AT(v, type, i) (&((type *)(v)->data)[i])
+
+/* Open-addressing set of non-zero 64-bit keys (addresses). */
+typedef struct u64set {
+    uint64_t *keys;
+    size_t count;
+    size_t cap;
+} u64set;
+
+void u64set_init(u64set *s);
+void u64set_free(u64set *s);
+/* Returns 1 if added, 0 if it was already present, -1 on allocation failure. */
+int u64set_add(u64set *s, uint64_t key);
+bool u64set_has(const u64set *s, uint64_t key);
+
+/* Reads little-endian integers out of a local copy of target memory; every
+ * field access goes through these, never through a cast of the buffer. */
+static inline uint64_t rd_u64(const void *buf, size_t off) {
+    uint64_t v;
+    memcpy(&v, (const char *)buf + off, sizeof v);
+    return v;
+}
+static inline uint32_t rd_u32(const void *buf, size_t off) {
+    uint32_t v;
+    memcpy(&v, (const char *)buf + off, sizeof v);
+    return v;
+}
+static inline uint16_t rd_u16(const void *buf, size_t off) {
+    uint16_t v;
+    memcpy(&v, (const char *)buf + off, sizeof v);
+    return v;
+}
+static inline uint8_t rd_u8(const void *buf, size_t off) {
+    return ((const uint8_t *)buf)[off];
+}
+
+#endif

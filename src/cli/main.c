@@ -1,0 +1,163 @@
+/* The snarl command line: parses argv, attaches the engine to a PID or a core
+ * file, prints what the engine renders, and maps the outcome to the exit
+ * status (0 nothing found, 1 something found, 2 could not analyse). */
+#include <ctype.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../snarl.h"
+
+#define SNARL_VERSION "0.1.0"
+
+static const char cli_usage[] =
+    "usage: snarl [COMMAND] [OPTIONS] TARGET [EXECUTABLE]\n"
+    "\n"
+    "Tells why an asyncio program is stuck, from a live process or a core dump.\n"
+    "TARGET is a PID, or a core file optionally followed by the executable.\n"
+    "\n"
+    "commands:\n"
+    "  stacks      every thread's Python stack, innermost frame first\n"
+    "\n"
+    "options:\n"
+    "  --format text|json   output format (default text)\n"
+    "  --sysroot DIR        where the core's executable and libraries live\n"
+    "  --no-freeze          live targets: read without stopping the process\n"
+    "  -h, --help           this help\n"
+    "  --version            snarl's version\n"
+    "\n"
+    "exit status: 0 nothing found, 1 a problem was reported, 2 could not analyse\n";
+
+/* Commands of the full contract that later versions provide. */
+static const char *const cli_planned[] = {"check", "tasks", "tree", "graph", "task", "watch"};
+
+static int cli_sink(void *ctx, const char *data, size_t len) {
+    return fwrite(data, 1, len, (FILE *)ctx) == len ? 0 : -1;
+}
+
+static void cli_on_signal(int sig) {
+    /* Resume the target before dying; the kernel would too, but a clean
+     * detach also keeps it from seeing a stray stop. */
+    snarl_emergency_thaw();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int cli_fail(const char *msg, const char *hint) {
+    fprintf(stderr, "snarl: %s\n", msg);
+    if (hint && hint[0]) {
+        fprintf(stderr, "hint: %s\n", hint);
+    }
+    return SNARL_STATUS_ERROR;
+}
+
+static bool cli_is_pid(const char *s) {
+    if (!*s) {
+        return false;
+    }
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int main(int argc, char **argv) {
+    snarl_options opt = {0};
+    snarl_request req = {.command = NULL, .format = SNARL_FORMAT_TEXT};
+    const char *positional[3];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(cli_usage, stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("snarl %s\n", SNARL_VERSION);
+            return 0;
+        } else if (strcmp(a, "--format") == 0 || strncmp(a, "--format=", 9) == 0) {
+            const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : "");
+            if (strcmp(v, "text") == 0) {
+                req.format = SNARL_FORMAT_TEXT;
+            } else if (strcmp(v, "json") == 0) {
+                req.format = SNARL_FORMAT_JSON;
+            } else {
+                return cli_fail("--format takes text or json", "see 'snarl --help'");
+            }
+        } else if (strcmp(a, "--sysroot") == 0 || strncmp(a, "--sysroot=", 10) == 0) {
+            opt.sysroot = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!opt.sysroot || !*opt.sysroot) {
+                return cli_fail("--sysroot needs a directory", "see 'snarl --help'");
+            }
+        } else if (strcmp(a, "--no-freeze") == 0) {
+            opt.no_freeze = 1;
+        } else if (a[0] == '-' && a[1]) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "unknown option '%s'", a);
+            return cli_fail(msg, "see 'snarl --help'");
+        } else if (!req.command && strcmp(a, "stacks") == 0) {
+            req.command = a;
+        } else {
+            for (size_t k = 0; k < sizeof cli_planned / sizeof *cli_planned; k++) {
+                if (!req.command && npos == 0 && strcmp(a, cli_planned[k]) == 0) {
+                    char msg[256];
+                    snprintf(msg, sizeof msg, "'%s' is not available in this version yet", a);
+                    return cli_fail(msg, "'snarl stacks TARGET' prints every thread's stack");
+                }
+            }
+            if (npos == 2) {
+                return cli_fail("too many arguments", "see 'snarl --help'");
+            }
+            positional[npos++] = a;
+        }
+    }
+    if (!req.command) {
+        return cli_fail("'check' (the default command) is not available in this version yet",
+                        "'snarl stacks TARGET' prints every thread's stack");
+    }
+    if (npos == 0) {
+        return cli_fail("no target given", "pass a PID or a core file; see 'snarl --help'");
+    }
+    bool is_pid = cli_is_pid(positional[0]);
+    if (is_pid && npos > 1) {
+        return cli_fail("an executable can only follow a core file", "see 'snarl --help'");
+    }
+    if (!is_pid && access(positional[0], F_OK) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "'%s' is neither a PID nor an existing core file",
+                 positional[0]);
+        return cli_fail(msg, "pass a PID or a core file; see 'snarl --help'");
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    snarl_session *s = snarl_open(&opt);
+    if (!s) {
+        return cli_fail("out of memory", NULL);
+    }
+    int rc = is_pid ? snarl_attach_pid(s, atoi(positional[0]))
+                    : snarl_attach_core(s, positional[0], npos > 1 ? positional[1] : NULL);
+    int status = SNARL_STATUS_ERROR;
+    if (rc == 0) {
+        status = snarl_run(s, &req, cli_sink, stdout);
+    }
+    if (fflush(stdout) != 0 && status != SNARL_STATUS_ERROR) {
+        status = cli_fail("cannot write the output", NULL);
+    }
+    if (rc != 0 || status == SNARL_STATUS_ERROR) {
+        if (snarl_error_code(s) != 0) {
+            cli_fail(snarl_error(s), snarl_hint(s));
+        }
+        status = SNARL_STATUS_ERROR;
+    }
+    snarl_close(s);
+    return status;
+}

@@ -1,0 +1,115 @@
+/* The memory layer: one interface to read target memory, whatever the target
+ * (live process, ELF core, a debugger's callbacks, a synthetic image), with a
+ * page cache in front. It also reports the raw facts every backend knows:
+ * which files are mapped where and which threads exist. Knows nothing of
+ * Python. Addresses are uint64_t and never dereferenced. */
+#ifndef SNARL_MEM_H
+#define SNARL_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../base/err.h"
+#include "../base/util.h"
+
+/* Cache granularity: the kernel maps whole pages, so a page is either wholly
+ * readable or not in a live process or a core. */
+#define MEM_PAGE_SIZE 4096u
+/* Cached pages (4 MiB): covers the working set of a stacks walk and keeps a
+ * debugger's memory footprint small. */
+#define MEM_CACHE_PAGES 1024u
+/* Largest single read the engine ever asks for; anything larger is a bug or
+ * a corrupt size from the target. */
+#define MEM_READ_MAX (64u << 20)
+
+typedef enum mem_file_status {
+    MEM_FILE_OK = 0,     /* found, build-id matches */
+    MEM_FILE_UNVERIFIED, /* found, the target recorded no build-id to compare */
+    MEM_FILE_MISSING,    /* not found on this machine */
+    MEM_FILE_MISMATCH,   /* found, but its build-id differs from the target's */
+} mem_file_status;
+
+typedef struct mem_map {
+    uint64_t start;
+    uint64_t end;
+    uint64_t offset; /* file offset mapped at start */
+    char *path;      /* as the target names it */
+    char *local;     /* where this machine can open it; NULL unless OK/UNVERIFIED */
+    mem_file_status status;
+} mem_map;
+
+typedef struct mem mem;
+
+typedef struct mem_ops {
+    const char *kind; /* "live", "core", "host", "image" */
+    /* Reads exactly len bytes at addr into dst, or fails with ERR_READ without
+     * recording detail (the caller decides whether it is worth a message). */
+    err_t (*read)(mem *m, uint64_t addr, size_t len, void *dst);
+    /* Optional: stop and resume the target around an analysis. */
+    err_t (*freeze)(mem *m);
+    void (*thaw)(mem *m);
+    void (*close)(mem *m);
+} mem_ops;
+
+struct mem {
+    const mem_ops *ops;
+    err_record *err;
+    /* What the backend knows of the target. */
+    int pid;
+    char *executable; /* path of the main executable as the target names it */
+    vec maps;         /* mem_map, sorted by start */
+    vec tids;         /* int64_t thread ids (LWPs), when known */
+    /* Page cache: direct-mapped, tagged by page address. */
+    uint64_t *cache_tag; /* page address + 1; 0 = empty */
+    uint8_t *cache_data;
+    uint64_t reads, misses;
+    /* Fault injection: fail the nth read from now on (0 = never). */
+    uint64_t fail_countdown;
+};
+
+/* Reads through the cache; ERR_READ when any byte is unreadable. */
+err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst);
+err_t mem_read_u64(mem *m, uint64_t addr, uint64_t *out);
+err_t mem_read_u32(mem *m, uint64_t addr, uint32_t *out);
+/* Reads a NUL-terminated C string of at most cap-1 bytes; truncates silently. */
+err_t mem_read_cstr(mem *m, uint64_t addr, char *dst, size_t cap);
+void mem_cache_flush(mem *m);
+err_t mem_freeze(mem *m);
+void mem_thaw(mem *m);
+void mem_close(mem *m);
+/* The mapping containing addr, or NULL. */
+const mem_map *mem_find_map(const mem *m, uint64_t addr);
+
+/* Backends. Each returns NULL and fills err on failure. */
+mem *mem_live_open(err_record *err, int pid, bool freeze);
+mem *mem_core_open(err_record *err, const char *core_path, const char *exe_path,
+                   const char *sysroot);
+/* True when the core file is shorter than its headers promise. */
+bool mem_core_truncated(const mem *m);
+struct snarl_host;
+mem *mem_host_open(err_record *err, const struct snarl_host *host, const char *sysroot);
+/* A synthetic image for unit tests: regions copied from caller buffers. */
+mem *mem_image_open(err_record *err);
+err_t mem_image_add(mem *m, uint64_t addr, const void *data, size_t len);
+
+/* Shared by backends. */
+mem *mem_new(err_record *err, const mem_ops *ops, size_t size);
+err_t mem_add_map(mem *m, uint64_t start, uint64_t end, uint64_t offset, const char *path);
+void mem_sort_maps(mem *m);
+/* Resolves each mapping's file on this machine: under sysroot, then as named,
+ * then under prefix (e.g. /proc/PID/root); build_id_of(ctx, map) returns the
+ * target's recorded build-id for a mapping, if any. */
+typedef size_t (*mem_build_id_fn)(mem *m, const mem_map *map, uint8_t *out, size_t cap);
+void mem_resolve_files(mem *m, const char *sysroot, const char *prefix, const char *exe_override,
+                       mem_build_id_fn build_id_of);
+/* Reads the GNU build-id of an ELF file on disk; returns its length or 0. */
+size_t mem_file_build_id(const char *path, uint8_t *out, size_t cap);
+/* Reads the GNU build-id from an ELF image mapped in target memory at base. */
+size_t mem_target_build_id(mem *m, uint64_t base, uint8_t *out, size_t cap);
+/* mem_build_id_fn that reads the mapping's ELF header from target memory. */
+size_t mem_map_build_id(mem *m, const mem_map *map, uint8_t *out, size_t cap);
+
+/* Build-ids are 20 bytes (SHA-1) in practice; 64 leaves room for others. */
+#define MEM_BUILD_ID_MAX 64
+
+#endif

@@ -1,0 +1,208 @@
+/* The CPython layer: version detection, one normalized layout table per
+ * target, and bounded readers for the runtime, interpreters, threads, frames,
+ * code objects and the builtin object types. Knows nothing of asyncio. */
+#ifndef SNARL_PY_H
+#define SNARL_PY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../mem/mem.h"
+#include "../sym/sym.h"
+
+/* An absent field; never offset 0, which is a real offset. */
+#define PY_NONE (-1)
+
+/* Longest string we decode (code points): function and file names, reprs.
+ * Longer strings are cut and marked. */
+#define PY_STR_MAX 4096
+/* Frames per thread or coroutine we walk; deeper stacks are cut and marked
+ * (CPython's default recursion limit is 1000). */
+#define PY_FRAMES_MAX 4096
+/* Threads per interpreter and interpreters per runtime we walk. */
+#define PY_THREADS_MAX 4096
+#define PY_INTERPRETERS_MAX 256
+/* Largest line table and code object we read (bytes). */
+#define PY_LINETABLE_MAX (1u << 20)
+/* Largest container we walk (items of a tuple, list, dict or set). */
+#define PY_CONTAINER_MAX (1u << 24)
+/* Deque blocks we follow (64 items each). */
+#define PY_DEQUE_BLOCKS_MAX (1u << 20)
+/* Digits of an int we decode (30 bits each); larger ints show as "<big int>". */
+#define PY_LONG_DIGITS_MAX 3
+
+typedef enum py_managed_kind {
+    PY_MANAGED_311,    /* dict at -24, values array at -32 */
+    PY_MANAGED_312,    /* -24 holds dict, or values-1 tagged with bit 0 */
+    PY_MANAGED_INLINE, /* 3.13+: dict at -24, values inline at tp_basicsize */
+} py_managed_kind;
+
+typedef struct py_layout {
+    int minor;
+    bool free_threaded;
+    /* _PyRuntimeState */
+    int32_t rt_interp_head, rt_gil;
+    /* PyInterpreterState */
+    int32_t is_next, is_id, is_threads_head, is_gc, is_modules, is_sysdict, is_builtins;
+    int32_t is_gil_ptr;
+    int32_t is_gil_embedded; /* 3.13+: the interpreter's own _gil (debug offsets only) */
+    /* struct _gil_runtime_state */
+    int32_t gil_last_holder, gil_locked;
+    /* PyThreadState */
+    int32_t ts_next, ts_interp, ts_cframe, cf_current_frame, ts_current_frame;
+    int32_t ts_dict, ts_thread_id, ts_native_id;
+    uint32_t ts_size;
+    /* _PyInterpreterFrame */
+    int32_t fr_code, fr_previous, fr_func, fr_globals, fr_locals, fr_instr, fr_stack, fr_owner;
+    int32_t fr_localsplus;
+    uint32_t fr_size;
+    bool fr_instr_is_last;   /* prev_instr (3.11, 3.12) rather than instr_ptr */
+    bool fr_stack_is_ptr;    /* stackpointer (3.14+) rather than an int32 index */
+    bool stackref_tagged;    /* frame slots are _PyStackRef (3.14+) */
+    int fr_owner_first_nonpy; /* owner values from here on are not Python frames */
+    /* PyCodeObject */
+    int32_t co_flags, co_argcount, co_firstlineno, co_nlocalsplus, co_localsplusnames;
+    int32_t co_localspluskinds, co_filename, co_name, co_qualname, co_linetable;
+    int32_t co_code_adaptive;
+    /* Objects and types */
+    int32_t ob_refcnt, ob_type, ob_size;
+    int32_t tp_name, tp_basicsize, tp_itemsize, tp_flags, tp_weaklistoffset, tp_base;
+    int32_t tp_dictoffset, tp_mro, ht_cached_keys;
+    /* str */
+    int32_t str_length, str_state, str_ascii_data, str_compact_data, str_legacy_data;
+    /* int */
+    bool long_lvtag;
+    int32_t long_size, long_digits;
+    /* tuple, list, bytes */
+    int32_t tuple_items, list_items, list_allocated, bytes_size, bytes_data;
+    /* dict */
+    int32_t dict_used, dict_keys, dict_values, dict_values_array;
+    /* set */
+    int32_t set_used, set_mask, set_table;
+    /* collections.deque */
+    int32_t deque_left, deque_right, deque_leftindex, deque_rightindex;
+    /* weakref, method, builtin method, cell, function, module */
+    int32_t wr_object, wr_callback, meth_func, meth_self, cfunc_self, cell_ref;
+    int32_t func_code, func_qualname, mod_dict;
+    /* instance dicts */
+    py_managed_kind managed;
+    /* generators and coroutines */
+    int32_t gen_frame_state, gen_iframe;
+    /* gc */
+    int32_t gc_generation0, gc_permanent;
+    int gc_generations;
+} py_layout;
+
+/* Type objects the interpreter exports, resolved once per target. */
+typedef struct py_types {
+    uint64_t code, str, long_, bool_, tuple, list, dict, set, frozenset, bytes, float_;
+    uint64_t coro, gen, asyncgen, method, cfunction, cell, function, module, type, weakref;
+    uint64_t none, true_, false_;
+} py_types;
+
+typedef struct py_code_cache py_code_cache;
+
+typedef struct py_target {
+    mem *m;
+    sym_table *sym;
+    err_record *err;
+    py_layout L;
+    py_types types;
+    uint64_t runtime;      /* &_PyRuntime */
+    uint32_t hexversion;   /* Py_Version */
+    char version[32];      /* "3.14.10" */
+    bool debug_offsets;    /* the layout was checked against the target's own table */
+    const sym_file *pyfile; /* the file that holds _PyRuntime */
+    py_code_cache *codes;
+} py_target;
+
+err_t py_open(py_target *t, mem *m, sym_table *sym, err_record *err);
+void py_close(py_target *t);
+
+/* Fills L with the built-in table for minor (11..15); false if unknown. */
+bool py_layout_builtin(int minor, py_layout *L);
+/* Reads the target's _Py_DebugOffsets (3.13+), validates every field we use
+ * and overrides the built-in values with the target's. */
+err_t py_layout_from_debug_offsets(py_target *t);
+
+/* Interpreters and threads. */
+typedef struct py_thread {
+    uint64_t addr;
+    uint64_t interp;
+    int64_t interp_id;
+    int64_t native_id;
+    uint64_t thread_id; /* pthread_t, the key of threading._active */
+    uint64_t frame;     /* innermost _PyInterpreterFrame, 0 if none */
+    bool holds_gil;
+    char name[64]; /* threading.Thread name, empty if unknown */
+} py_thread;
+
+typedef struct py_threads_result {
+    vec threads;      /* py_thread */
+    bool truncated;   /* a limit was hit or a list was broken */
+} py_threads_result;
+
+err_t py_threads(py_target *t, py_threads_result *out);
+void py_threads_free(py_threads_result *r);
+
+/* Frames. */
+typedef struct py_frame {
+    uint64_t addr;
+    uint64_t code;   /* 0 when not a code object */
+    uint64_t previous;
+    int owner;
+    bool is_python; /* a real Python frame (not a shim, entry or C frame) */
+    const char *qualname; /* owned by the code cache */
+    const char *filename;
+    int line;  /* -1 when unknown */
+    uint64_t instr;
+} py_frame;
+
+/* Reads the frame at addr; err set only for an unreadable frame. */
+err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out);
+
+/* Code objects, cached per target. */
+typedef struct py_code {
+    uint64_t addr;
+    char *qualname;
+    char *filename;
+    int firstlineno;
+    uint8_t *linetable;
+    size_t linetable_len;
+    int nlocalsplus;
+} py_code;
+
+err_t py_code_get(py_target *t, uint64_t addr, const py_code **out);
+/* Line of the instruction at code-unit index idx, -1 when it has none. */
+int py_code_line(const py_code *c, int64_t idx);
+
+/* Object readers. Each returns ERR_OK, ERR_READ or ERR_CORRUPT. */
+err_t py_type_of(py_target *t, uint64_t obj, uint64_t *type);
+err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap);
+/* Appends the UTF-8 text of a str object (at most max_chars code points);
+ * sets *cut when the string was longer. */
+err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut);
+err_t py_read_str_buf(py_target *t, uint64_t obj, char *buf, size_t cap);
+err_t py_read_long(py_target *t, uint64_t obj, int64_t *out);
+err_t py_tuple_items(py_target *t, uint64_t obj, vec *out); /* vec of uint64_t */
+err_t py_list_items(py_target *t, uint64_t obj, vec *out);
+err_t py_set_items(py_target *t, uint64_t obj, vec *out);
+err_t py_deque_items(py_target *t, uint64_t obj, vec *out);
+/* Dict entries as key, value pairs appended to out (vec of uint64_t). */
+err_t py_dict_items(py_target *t, uint64_t obj, vec *out);
+/* Value for a str key, 0 when absent. */
+err_t py_dict_get_str(py_target *t, uint64_t dict, const char *key, uint64_t *value);
+/* Instance attribute of a heap-type object, 0 when absent. */
+err_t py_attr(py_target *t, uint64_t obj, const char *name, uint64_t *value);
+/* Module object from sys.modules; 0 when absent. */
+err_t py_module(py_target *t, uint64_t interp, const char *name, uint64_t *module);
+/* Strips _PyStackRef tags (3.14+); 0 for NULL and tagged ints. */
+uint64_t py_stackref_obj(const py_target *t, uint64_t bits);
+
+/* GC-tracked objects of an interpreter; cb returns non-zero to stop. */
+typedef int (*py_gc_cb)(void *ctx, uint64_t obj);
+err_t py_gc_each(py_target *t, uint64_t interp, py_gc_cb cb, void *ctx, bool *truncated);
+/* Objects we follow on the GC lists, over all generations. */
+#define PY_GC_OBJECTS_MAX (1u << 26)
+
+#endif

@@ -1,0 +1,57 @@
+/* Enumeration of GC-tracked objects: the generation lists of an interpreter
+ * (and the permanent generation), circular lists through PyGC_Head, which
+ * sits 16 bytes before each object in default builds. */
+#include "py.h"
+
+/* PyGC_Head is {_gc_next, _gc_prev}; an object follows it. */
+#define PY_GC_HEAD_SIZE 16
+/* struct gc_generation: {PyGC_Head head; int threshold; int count;}. */
+#define PY_GC_GENERATION_SIZE 24
+/* The low two bits of _gc_next are flags (collecting, old-space marker). */
+#define PY_GC_PTR_MASK (~(uint64_t)3)
+
+static err_t py_gc_walk(py_target *t, uint64_t head, py_gc_cb cb, void *ctx, uint64_t *budget,
+                        bool *truncated) {
+    uint64_t p;
+    if (mem_read_u64(t->m, head, &p) != ERR_OK) {
+        *truncated = true;
+        return ERR_OK;
+    }
+    p &= PY_GC_PTR_MASK;
+    while (p && p != head) {
+        if ((*budget)-- == 0) {
+            *truncated = true;
+            return ERR_OK;
+        }
+        if (cb(ctx, p + PY_GC_HEAD_SIZE)) {
+            return ERR_OK;
+        }
+        uint64_t next;
+        if (mem_read_u64(t->m, p, &next) != ERR_OK) {
+            *truncated = true;
+            return ERR_OK;
+        }
+        p = next & PY_GC_PTR_MASK;
+    }
+    if (!p) {
+        *truncated = true; /* a circular list never holds NULL */
+    }
+    return ERR_OK;
+}
+
+err_t py_gc_each(py_target *t, uint64_t interp, py_gc_cb cb, void *ctx, bool *truncated) {
+    const py_layout *L = &t->L;
+    uint64_t gc = interp + (uint64_t)L->is_gc;
+    uint64_t gen0;
+    *truncated = false;
+    /* generation0 points at generations[0] in every build, including those
+     * whose PyGC_Head alignment moved the array (Debian 3.13). */
+    if (mem_read_u64(t->m, gc + (uint64_t)L->gc_generation0, &gen0) != ERR_OK || !gen0) {
+        return ERR_READ;
+    }
+    uint64_t budget = PY_GC_OBJECTS_MAX;
+    for (int g = 0; g < L->gc_generations; g++) {
+        py_gc_walk(t, gen0 + (uint64_t)g * PY_GC_GENERATION_SIZE, cb, ctx, &budget, truncated);
+    }
+    return py_gc_walk(t, gc + (uint64_t)L->gc_permanent, cb, ctx, &budget, truncated);
+}

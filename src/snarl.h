@@ -1,0 +1,103 @@
+/* snarl's public engine API: the only header the front ends (CLI, the Python
+ * extension behind the gdb and lldb commands) include. Opaque session, a
+ * host-callback struct through which a debugger supplies memory and mappings,
+ * open / run / close, and an error accessor. The engine never prints, never
+ * exits and never aborts; output goes to the caller's sink. */
+#ifndef SNARL_H
+#define SNARL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SNARL_BUILDING)
+#define SNARL_API __attribute__((visibility("default")))
+#else
+#define SNARL_API
+#endif
+
+#define SNARL_SCHEMA "snarl/1"
+
+typedef struct snarl_session snarl_session;
+
+/* Where rendered bytes go; return non-zero to stop rendering. */
+typedef int (*snarl_sink)(void *ctx, const char *data, size_t len);
+
+typedef struct snarl_mapping {
+    uint64_t start;  /* first address of the mapping */
+    uint64_t end;    /* one past its last address */
+    uint64_t offset; /* file offset mapped at start */
+    const char *path;
+} snarl_mapping;
+
+typedef int (*snarl_mapping_cb)(void *cb_ctx, const snarl_mapping *m);
+
+/* A debugger as the source of memory and mappings. read and mappings are
+ * required; the rest may be NULL. Callbacks return 0 on success. */
+typedef struct snarl_host {
+    void *ctx;
+    int (*read)(void *ctx, uint64_t addr, size_t len, void *dst);
+    int (*mappings)(void *ctx, snarl_mapping_cb cb, void *cb_ctx);
+    /* Calls cb once per thread id (LWP) of the target, if known. */
+    int (*threads)(void *ctx, int (*cb)(void *cb_ctx, int64_t tid), void *cb_ctx);
+    int pid;                /* 0 when unknown */
+    int is_core;            /* the debugger's target is a core file */
+    const char *executable; /* the debugger's executable, or NULL */
+} snarl_host;
+
+typedef enum snarl_format {
+    SNARL_FORMAT_TEXT = 0,
+    SNARL_FORMAT_JSON = 1,
+    SNARL_FORMAT_DOT = 2,
+    SNARL_FORMAT_MERMAID = 3,
+} snarl_format;
+
+typedef struct snarl_options {
+    const char *sysroot; /* where a core's files live, as gdb's `set sysroot` */
+    int no_freeze;       /* live targets: read without stopping the threads */
+} snarl_options;
+
+typedef struct snarl_request {
+    const char *command; /* "stacks" (more to come: check, tasks, tree, graph, task) */
+    snarl_format format;
+    const char *task_id; /* for "task" */
+    int all;             /* list every item instead of grouping identical ones */
+} snarl_request;
+
+/* Exit-status classes shared by every front end. */
+enum {
+    SNARL_STATUS_CLEAN = 0, /* analysed, nothing found */
+    SNARL_STATUS_FOUND = 1, /* analysed, something reported */
+    SNARL_STATUS_ERROR = 2, /* could not analyse */
+};
+
+/* NULL only when out of memory. opt may be NULL. */
+SNARL_API snarl_session *snarl_open(const snarl_options *opt);
+SNARL_API void snarl_close(snarl_session *s);
+
+/* Attach one target to a fresh session. Each returns 0 or an error code;
+ * snarl_error() then has the sentence and snarl_hint() what to try. */
+SNARL_API int snarl_attach_pid(snarl_session *s, int pid);
+SNARL_API int snarl_attach_core(snarl_session *s, const char *core, const char *executable);
+SNARL_API int snarl_attach_host(snarl_session *s, const snarl_host *host);
+
+/* Reads the target (frozen for the duration when live, unless no_freeze),
+ * renders the requested view into sink and returns a SNARL_STATUS_*. */
+SNARL_API int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink,
+                        void *sink_ctx);
+
+SNARL_API const char *snarl_error(const snarl_session *s);
+SNARL_API const char *snarl_hint(const snarl_session *s);
+SNARL_API int snarl_error_code(const snarl_session *s);
+
+/* Async-signal-safe: resume every thread this process froze. For the CLI's
+ * SIGINT/SIGTERM handlers; the kernel also resumes them if we die. */
+SNARL_API void snarl_emergency_thaw(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
