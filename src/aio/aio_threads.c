@@ -47,7 +47,14 @@ static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame) {
             break;
         }
         py_frame f;
-        if (py_frame_read(t, frame, &f) != ERR_OK) {
+        err_t fe = py_frame_read(t, frame, &f);
+        /* No real frame has neither code nor caller: this one was lost (e.g.
+         * a core that zero-filled a thread's C stack, where 3.14+ keeps its
+         * entry frames). */
+        if (fe == ERR_OK && !f.raw_code && !f.previous) {
+            fe = ERR_READ;
+        }
+        if (fe != ERR_OK) {
             /* Mark the damage and stop: previous is unknown. */
             f.is_python = false;
             f.addr = frame;

@@ -149,6 +149,7 @@ void py_threads_free(py_threads_result *r);
 typedef struct py_frame {
     uint64_t addr;
     uint64_t code;   /* 0 when not a code object */
+    uint64_t raw_code; /* the code slot as stored (tags stripped) */
     uint64_t previous;
     int owner;
     bool is_python; /* a real Python frame (not a shim, entry or C frame) */

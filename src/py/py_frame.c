@@ -194,6 +194,7 @@ err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
     out->owner = rd_u8(b, (size_t)L->fr_owner);
     out->instr = rd_u64(b, (size_t)L->fr_instr);
     uint64_t code = py_stackref_obj(t, rd_u64(b, (size_t)L->fr_code));
+    out->raw_code = code;
     uint64_t type;
     if (out->owner >= L->fr_owner_first_nonpy || !code || py_type_of(t, code, &type) != ERR_OK ||
         type != t->types.code) {
