@@ -5,7 +5,8 @@
 PREFIX ?= /usr/local
 BUILD ?= build
 CC ?= cc
-PYTHON ?= python3
+# Debian's python3 carries python3-pytest; a pyenv shim earlier in PATH may not.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wno-unused-parameter -Wformat=2 -Wvla

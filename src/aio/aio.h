@@ -25,6 +25,7 @@ typedef struct aio_thread {
     bool holds_gil;
     vec frames;     /* aio_frame, innermost first */
     bool truncated; /* the frame walk stopped early (limit or damage) */
+    bool recovered; /* part of the stack was rebuilt from the data stack */
 } aio_thread;
 
 typedef struct aio_target {

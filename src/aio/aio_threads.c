@@ -37,10 +37,11 @@ static err_t aio_push_frame(aio_thread *th, const py_frame *f) {
     return ERR_OK;
 }
 
-static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame) {
+static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame, uint64_t base) {
     u64set seen;
     u64set_init(&seen);
     err_t e = ERR_OK;
+    uint64_t anchor = 0; /* the oldest data-stack frame walked so far */
     for (int depth = 0; frame; depth++) {
         if (depth == PY_FRAMES_MAX || u64set_add(&seen, frame) != 1) {
             th->truncated = true;
@@ -49,19 +50,33 @@ static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame) {
         py_frame f;
         err_t fe = py_frame_read(t, frame, &f);
         /* No real frame has neither code nor caller: this one was lost (e.g.
-         * a core that zero-filled a thread's C stack, where 3.14+ keeps its
+         * a core that zero-filled a thread's C stack, where 3.12+ keep their
          * entry frames). */
         if (fe == ERR_OK && !f.raw_code && !f.previous) {
             fe = ERR_READ;
         }
         if (fe != ERR_OK) {
-            /* Mark the damage and stop: previous is unknown. */
+            /* The caller is the data-stack frame just below the oldest one
+             * we saw; if none fits, mark the damage and stop. */
+            uint64_t below;
+            if (anchor && anchor == base) {
+                break; /* the lost frame was the thread's own entry frame */
+            }
+            if (anchor && py_frame_find_below(t, anchor, &below) == ERR_OK &&
+                !u64set_has(&seen, below)) {
+                th->recovered = true;
+                frame = below;
+                continue;
+            }
             f.is_python = false;
             f.addr = frame;
             f.line = -1;
             e = aio_push_frame(th, &f);
             th->truncated = true;
             break;
+        }
+        if (f.is_python && f.owner == PY_FRAME_OWNED_BY_THREAD) {
+            anchor = frame;
         }
         if (f.is_python && (e = aio_push_frame(th, &f)) != ERR_OK) {
             break;
@@ -94,7 +109,7 @@ err_t aio_build(py_target *t, aio_model *model) {
         th->interp_id = pt->interp_id;
         th->holds_gil = pt->holds_gil;
         snprintf(th->name, sizeof th->name, "%s", pt->name);
-        e = aio_walk_frames(t, th, pt->frame);
+        e = aio_walk_frames(t, th, pt->frame, pt->base_frame);
     }
     py_threads_free(&r);
     return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;

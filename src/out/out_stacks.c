@@ -32,8 +32,9 @@ static void out_stacks_json(out_writer *w, const aio_model *m) {
         const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
         out_printf(w, "%s{\"native_id\":%" PRId64 ",\"name\":", i ? "," : "", th->native_id);
         out_json_str(w, th->name[0] ? th->name : NULL);
-        out_printf(w, ",\"holds_gil\":%s,\"truncated\":%s,\"stack\":[",
-                   th->holds_gil ? "true" : "false", th->truncated ? "true" : "false");
+        out_printf(w, ",\"holds_gil\":%s,\"truncated\":%s,\"recovered\":%s,\"stack\":[",
+                   th->holds_gil ? "true" : "false", th->truncated ? "true" : "false",
+                   th->recovered ? "true" : "false");
         for (size_t k = 0; k < th->frames.len; k++) {
             const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
             out_puts(w, k ? "," : "");
@@ -91,6 +92,10 @@ static void out_stacks_text(out_writer *w, const aio_model *m) {
         }
         if (th->truncated) {
             out_puts(w, "    ... (stack cut short: damaged or too deep)\n");
+        }
+        if (th->recovered) {
+            out_puts(w, "    (outer frames rebuilt from the thread's data stack: the core lacks "
+                        "its C stack; a generator frame between them may be missing)\n");
         }
     }
 }

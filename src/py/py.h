@@ -50,7 +50,7 @@ typedef struct py_layout {
     int32_t gil_last_holder, gil_locked;
     /* PyThreadState */
     int32_t ts_next, ts_interp, ts_cframe, cf_current_frame, ts_current_frame;
-    int32_t ts_dict, ts_thread_id, ts_native_id;
+    int32_t ts_dict, ts_thread_id, ts_native_id, ts_datastack_chunk;
     uint32_t ts_size;
     /* _PyInterpreterFrame */
     int32_t fr_code, fr_previous, fr_func, fr_globals, fr_locals, fr_instr, fr_stack, fr_owner;
@@ -64,6 +64,7 @@ typedef struct py_layout {
     int32_t co_flags, co_argcount, co_firstlineno, co_nlocalsplus, co_localsplusnames;
     int32_t co_localspluskinds, co_filename, co_name, co_qualname, co_linetable;
     int32_t co_code_adaptive;
+    int32_t co_framesize; /* words a frame of this code takes on the data stack (3.12+) */
     /* Objects and types */
     int32_t ob_refcnt, ob_type, ob_size;
     int32_t tp_name, tp_basicsize, tp_itemsize, tp_flags, tp_weaklistoffset, tp_base;
@@ -133,6 +134,7 @@ typedef struct py_thread {
     int64_t native_id;
     uint64_t thread_id; /* pthread_t, the key of threading._active */
     uint64_t frame;     /* innermost _PyInterpreterFrame, 0 if none */
+    uint64_t base_frame; /* first frame slot of the data stack, 0 if unknown */
     bool holds_gil;
     char name[64]; /* threading.Thread name, empty if unknown */
 } py_thread;
@@ -161,6 +163,13 @@ typedef struct py_frame {
 
 /* Reads the frame at addr; err set only for an unreadable frame. */
 err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out);
+/* Frame owner of frames on a thread's data stack. */
+#define PY_FRAME_OWNED_BY_THREAD 0
+/* Finds the data-stack frame pushed just before the one at anchor: frames
+ * of a thread are contiguous there, each co_framesize words long. Used when
+ * the link between them (an entry frame on the C stack) is missing from a
+ * core. Returns ERR_NOT_FOUND when no frame fits. */
+err_t py_frame_find_below(py_target *t, uint64_t anchor, uint64_t *found);
 
 /* Code objects, cached per target. */
 typedef struct py_code {

@@ -218,3 +218,36 @@ err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
     }
     return ERR_OK;
 }
+
+/* How far below a frame we look for its predecessor: a frame's size is its
+ * code's locals plus stack, a few hundred words at most in practice. */
+#define PY_FRAME_BELOW_SCAN_WORDS 8192
+
+err_t py_frame_find_below(py_target *t, uint64_t anchor, uint64_t *found) {
+    const py_layout *L = &t->L;
+    if (L->co_framesize == PY_NONE || (anchor & 7)) {
+        return ERR_NOT_FOUND;
+    }
+    for (uint64_t words = L->fr_size / 8; words < PY_FRAME_BELOW_SCAN_WORDS; words++) {
+        uint64_t cand = anchor - words * 8;
+        uint64_t slot, type;
+        uint32_t framesize;
+        if (mem_read_u64(t->m, cand + (uint64_t)L->fr_code, &slot) != ERR_OK) {
+            return ERR_NOT_FOUND; /* ran off the mapped data stack */
+        }
+        uint64_t code = py_stackref_obj(t, slot);
+        if (!code || (code & 7) || py_type_of(t, code, &type) != ERR_OK ||
+            type != t->types.code ||
+            mem_read_u32(t->m, code + (uint64_t)L->co_framesize, &framesize) != ERR_OK ||
+            framesize != words) {
+            continue;
+        }
+        uint8_t owner;
+        if (mem_read(t->m, cand + (uint64_t)L->fr_owner, 1, &owner) == ERR_OK &&
+            owner == PY_FRAME_OWNED_BY_THREAD) {
+            *found = cand;
+            return ERR_OK;
+        }
+    }
+    return ERR_NOT_FOUND;
+}

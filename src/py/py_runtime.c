@@ -161,8 +161,9 @@ void py_close(py_target *t) {
 
 /* Size of the prefix of a thread state we read: up to its last field used. */
 static size_t py_ts_read_size(const py_layout *L) {
-    int32_t fields[] = {L->ts_next,    L->ts_interp,    L->ts_cframe,    L->ts_current_frame,
-                        L->ts_dict,    L->ts_thread_id, L->ts_native_id};
+    int32_t fields[] = {L->ts_next,      L->ts_interp,    L->ts_cframe,
+                        L->ts_current_frame, L->ts_dict, L->ts_thread_id,
+                        L->ts_native_id, L->ts_datastack_chunk};
     int32_t mx = 0;
     for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
         if (fields[i] > mx) {
@@ -170,6 +171,27 @@ static size_t py_ts_read_size(const py_layout *L) {
         }
     }
     return (size_t)mx + 8;
+}
+
+/* _PyStackChunk is {previous, size, top, data[]}; a thread's first chunk
+ * reserves data[0], so its outermost frame starts at data[1]. */
+#define PY_CHUNK_PREVIOUS 0
+#define PY_CHUNK_FIRST_FRAME 32
+/* Chunks we follow back to the first one (each is at least 16 KiB). */
+#define PY_CHUNKS_MAX 4096
+
+static uint64_t py_base_frame(py_target *t, uint64_t chunk) {
+    for (int i = 0; chunk && i < PY_CHUNKS_MAX; i++) {
+        uint64_t prev;
+        if (mem_read_u64(t->m, chunk + PY_CHUNK_PREVIOUS, &prev) != ERR_OK) {
+            return 0;
+        }
+        if (!prev) {
+            return chunk + PY_CHUNK_FIRST_FRAME;
+        }
+        chunk = prev;
+    }
+    return 0;
 }
 
 static uint64_t py_gil_holder(py_target *t, uint64_t interp) {
@@ -275,6 +297,7 @@ err_t py_threads(py_target *t, py_threads_result *out) {
                     th->frame = 0;
                 }
             }
+            th->base_frame = py_base_frame(t, rd_u64(buf, (size_t)L->ts_datastack_chunk));
             ts = rd_u64(buf, (size_t)L->ts_next);
         }
         py_thread_names(t, interp, VEC_AT(&out->threads, py_thread, first),
