@@ -22,6 +22,9 @@
  * with a million mappings stays well below it). */
 #define CORE_NOTE_MAX (256u << 20)
 
+#define CORE_HINT_NOT_CORE                                                                         \
+    "pass a PID, or a core file (from gcore, systemd-coredump or the kernel)"
+
 typedef struct core_seg {
     uint64_t vaddr, memsz, offset, filesz; /* filesz already clamped to the file */
 } core_seg;
@@ -207,9 +210,17 @@ static err_t core_parse_notes(mem_core *c, uint64_t *entry) {
         if (!gelf_getphdr(c->elf, (int)i, &ph) || ph.p_type != PT_NOTE) {
             continue;
         }
-        if (ph.p_filesz > CORE_NOTE_MAX || ph.p_offset > c->file_size ||
-            ph.p_filesz > c->file_size - ph.p_offset) {
-            return err_set(m->err, ERR_CORE, "note segment lies beyond the end of the file");
+        if (ph.p_filesz > CORE_NOTE_MAX) {
+            return err_set(m->err, ERR_CORE, "the core's note segment claims %llu bytes",
+                           (unsigned long long)ph.p_filesz);
+        }
+        if (ph.p_offset > c->file_size || ph.p_filesz > c->file_size - ph.p_offset) {
+            /* gdb writes the notes last, so any cut loses them. */
+            return err_set(m->err, ERR_CORE,
+                           "the core is truncated: its notes (threads, mapped files) end at byte "
+                           "%llu but the file has %llu",
+                           (unsigned long long)(ph.p_offset + ph.p_filesz),
+                           (unsigned long long)c->file_size);
         }
         Elf_Data *data =
             elf_getdata_rawchunk(c->elf, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR);
@@ -287,8 +298,10 @@ mem *mem_core_open(err_record *err, const char *core_path, const char *exe_path,
     GElf_Ehdr eh;
     if (!c->elf || elf_kind(c->elf) != ELF_K_ELF || !gelf_getehdr(c->elf, &eh)) {
         e = err_set(err, ERR_CORE, "%s is not an ELF file", core_path);
+        err->hint = CORE_HINT_NOT_CORE;
     } else if (eh.e_type != ET_CORE) {
         e = err_set(err, ERR_CORE, "%s is an ELF file but not a core dump", core_path);
+        err->hint = CORE_HINT_NOT_CORE;
     } else if (eh.e_machine != EM_X86_64 || eh.e_ident[EI_CLASS] != ELFCLASS64) {
         e = err_set(err, ERR_UNSUPPORTED, "%s is not an x86-64 core", core_path);
     }

@@ -125,6 +125,13 @@ bool py_layout_builtin(int minor, py_layout *L);
 /* Reads the target's _Py_DebugOffsets (3.13+), validates every field we use
  * and overrides the built-in values with the target's. */
 err_t py_layout_from_debug_offsets(py_target *t);
+/* For tests/layout: entry i of the debug-offset table read for minor (false
+ * past the end, or below 3.13). First the fields: path is the _Py_DebugOffsets
+ * member read at byte pos, field the py_layout member it fills (both NULL if
+ * the member is not named). Then the struct sizes read ("thread_state.size",
+ * field NULL), then path "sizeof" with pos the number of bytes read. */
+bool py_debug_offsets_entry(int minor, size_t i, const char **path, const char **field,
+                            uint32_t *pos);
 
 /* Interpreters and threads. */
 typedef struct py_thread {

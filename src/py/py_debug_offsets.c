@@ -247,3 +247,112 @@ err_t py_layout_from_debug_offsets(py_target *t) {
     t->debug_offsets = true;
     return ERR_OK;
 }
+
+/* The _Py_DebugOffsets member each field is read from (the same member in
+ * every version so far), so that tests/layout can check every position above
+ * against offsetof() in the real headers. A field missing here makes that
+ * test fail. */
+#define P(field, path) {offsetof(py_layout, field), #field, path}
+static const struct {
+    uint16_t layout_off;
+    const char *field;
+    const char *path;
+} dbg_paths[] = {
+    P(rt_interp_head, "runtime_state.interpreters_head"),
+    P(is_id, "interpreter_state.id"),
+    P(is_next, "interpreter_state.next"),
+    P(is_threads_head, "interpreter_state.threads_head"),
+    P(is_gc, "interpreter_state.gc"),
+    P(is_modules, "interpreter_state.imports_modules"),
+    P(is_sysdict, "interpreter_state.sysdict"),
+    P(is_builtins, "interpreter_state.builtins"),
+    P(is_gil_ptr, "interpreter_state.ceval_gil"),
+    P(is_gil_embedded, "interpreter_state.gil_runtime_state"),
+    P(gil_locked, "interpreter_state.gil_runtime_state_locked"),
+    P(gil_last_holder, "interpreter_state.gil_runtime_state_holder"),
+    P(ts_next, "thread_state.next"),
+    P(ts_interp, "thread_state.interp"),
+    P(ts_current_frame, "thread_state.current_frame"),
+    P(ts_thread_id, "thread_state.thread_id"),
+    P(ts_native_id, "thread_state.native_thread_id"),
+    P(ts_datastack_chunk, "thread_state.datastack_chunk"),
+    P(fr_previous, "interpreter_frame.previous"),
+    P(fr_code, "interpreter_frame.executable"),
+    P(fr_instr, "interpreter_frame.instr_ptr"),
+    P(fr_localsplus, "interpreter_frame.localsplus"),
+    P(fr_owner, "interpreter_frame.owner"),
+    P(fr_stack, "interpreter_frame.stackpointer"),
+    P(co_filename, "code_object.filename"),
+    P(co_name, "code_object.name"),
+    P(co_qualname, "code_object.qualname"),
+    P(co_linetable, "code_object.linetable"),
+    P(co_firstlineno, "code_object.firstlineno"),
+    P(co_argcount, "code_object.argcount"),
+    P(co_localsplusnames, "code_object.localsplusnames"),
+    P(co_localspluskinds, "code_object.localspluskinds"),
+    P(co_code_adaptive, "code_object.co_code_adaptive"),
+    P(ob_type, "pyobject.ob_type"),
+    P(tp_name, "type_object.tp_name"),
+    P(tp_flags, "type_object.tp_flags"),
+    P(tp_basicsize, "type_object.tp_basicsize"),
+    P(tp_dictoffset, "type_object.tp_dictoffset"),
+    P(tuple_items, "tuple_object.ob_item"),
+    P(list_items, "list_object.ob_item"),
+    P(dict_keys, "dict_object.ma_keys"),
+    P(dict_values, "dict_object.ma_values"),
+    P(long_size, "long_object.lv_tag"),
+    P(long_digits, "long_object.ob_digit"),
+    P(bytes_size, "bytes_object.ob_size"),
+    P(bytes_data, "bytes_object.ob_sval"),
+    P(str_state, "unicode_object.state"),
+    P(str_length, "unicode_object.length"),
+    P(str_ascii_data, "unicode_object.asciiobject_size"),
+    P(gen_iframe, "gen_object.gi_iframe"),
+    P(gen_frame_state, "gen_object.gi_frame_state"),
+};
+#undef P
+
+static const char *const dbg_size_paths[DBG_STRUCT_COUNT] = {
+    [DBG_RUNTIME] = "runtime_state.size",   [DBG_INTERP] = "interpreter_state.size",
+    [DBG_THREAD] = "thread_state.size",     [DBG_FRAME] = "interpreter_frame.size",
+    [DBG_CODE] = "code_object.size",        [DBG_OBJECT] = "pyobject.size",
+    [DBG_TYPE] = "type_object.size",        [DBG_TUPLE] = "tuple_object.size",
+    [DBG_LIST] = "list_object.size",        [DBG_DICT] = "dict_object.size",
+    [DBG_LONG] = "long_object.size",        [DBG_BYTES] = "bytes_object.size",
+    [DBG_UNICODE] = "unicode_object.size",  [DBG_GEN] = "gen_object.size",
+};
+
+bool py_debug_offsets_entry(int minor, size_t i, const char **path, const char **field,
+                            uint32_t *pos) {
+    const dbg_version *dv = dbg_find(minor);
+    if (!dv) {
+        return false;
+    }
+    *path = NULL;
+    *field = NULL;
+    if (i < dv->nfields) {
+        const dbg_field *f = &dv->fields[i];
+        for (size_t k = 0; k < ARRAY_LEN(dbg_paths); k++) {
+            if (dbg_paths[k].layout_off == f->layout_off) {
+                *path = dbg_paths[k].path;
+                *field = dbg_paths[k].field;
+            }
+        }
+        *pos = f->pos;
+        return true;
+    }
+    i -= dv->nfields;
+    for (int s = 0; s < DBG_STRUCT_COUNT; s++) {
+        if (dv->size_pos[s] && i-- == 0) {
+            *path = dbg_size_paths[s];
+            *pos = dv->size_pos[s];
+            return true;
+        }
+    }
+    if (i == 0) {
+        *path = "sizeof";
+        *pos = dv->total;
+        return true;
+    }
+    return false;
+}
