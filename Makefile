@@ -48,12 +48,15 @@ unit: $(BUILD)/snarl-unit
 e2e: all
 	$(PYTHON) -m pytest -q tests/e2e
 
+# Every test: the C unit suite, the same under ASan+UBSan, then the
+# end-to-end matrix over the real interpreters this machine has.
 check: all
 	$(BUILD)/snarl-unit
-	$(PYTHON) -m pytest -q -rs tests
+	$(MAKE) --no-print-directory asan
+	$(PYTHON) -m pytest -q -rs -p no:cacheprovider tests
 
 asan:
-	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	        LDFLAGS="-fsanitize=address,undefined" all
 	build/asan/snarl-unit
 

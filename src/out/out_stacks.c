@@ -3,6 +3,7 @@
 #include "out.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 static void out_target_json(out_writer *w, const aio_model *m) {
     const aio_target *t = &m->target;
@@ -62,6 +63,34 @@ static void out_stacks_json(out_writer *w, const aio_model *m) {
     out_puts(w, "}\n");
 }
 
+/* Runs of identical frames longer than this are printed once. */
+#define OUT_REPEAT_COLLAPSE 4
+
+static bool out_same_frame(const aio_frame *a, const aio_frame *b) {
+    return a->function && b->function && a->line == b->line &&
+           strcmp(a->function, b->function) == 0 && strcmp(a->file, b->file) == 0;
+}
+
+/* How many frames from k on equal frame k. */
+static size_t out_repeats(const aio_thread *th, size_t k) {
+    const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
+    size_t n = 1;
+    while (k + n < th->frames.len && out_same_frame(f, VEC_AT(&th->frames, aio_frame, k + n))) {
+        n++;
+    }
+    return n;
+}
+
+static void out_frame_text(out_writer *w, const aio_frame *f) {
+    if (!f->function) {
+        out_printf(w, "    <unreadable at 0x%" PRIx64 ">\n", f->addr);
+    } else if (f->line >= 0) {
+        out_printf(w, "    %s (%s:%d)\n", f->function, f->file, f->line);
+    } else {
+        out_printf(w, "    %s (%s)\n", f->function, f->file);
+    }
+}
+
 static void out_stacks_text(out_writer *w, const aio_model *m) {
     const aio_target *t = &m->target;
     out_printf(w, "Python %s, %s %d%s\n", t->python,
@@ -82,13 +111,16 @@ static void out_stacks_text(out_writer *w, const aio_model *m) {
         }
         for (size_t k = 0; k < th->frames.len; k++) {
             const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-            if (!f->function) {
-                out_printf(w, "    <unreadable at 0x%" PRIx64 ">\n", f->addr);
-            } else if (f->line >= 0) {
-                out_printf(w, "    %s (%s:%d)\n", f->function, f->file, f->line);
-            } else {
-                out_printf(w, "    %s (%s)\n", f->function, f->file);
+            size_t same = out_repeats(th, k);
+            if (same >= OUT_REPEAT_COLLAPSE) {
+                /* As Python's tracebacks do: deep recursion reads better
+                 * collapsed; JSON keeps every frame. */
+                out_frame_text(w, f);
+                out_printf(w, "    [previous frame repeated %zu more times]\n", same - 1);
+                k += same - 1;
+                continue;
             }
+            out_frame_text(w, f);
         }
         if (th->truncated) {
             out_puts(w, "    ... (stack cut short: damaged or too deep)\n");

@@ -1,0 +1,241 @@
+/* The memory layer over the synthetic image: page-cache reads across page
+ * and region boundaries, partly unmapped reads, C strings that run into an
+ * unmapped page, mapping lookup and read fault injection. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/mem/mem.h"
+#include "unit.h"
+
+/* A byte that differs between neighbouring addresses and between pages. */
+static uint8_t pat(uint64_t a) {
+    return (uint8_t)(a ^ (a >> 8) ^ (a >> 16) ^ 0x5a);
+}
+
+/* Adds [addr, addr + len) filled with pat(). */
+static void add_pattern(mem *m, uint64_t addr, size_t len) {
+    uint8_t *b = malloc(len);
+    if (!CHECK(b != NULL)) {
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        b[i] = pat(addr + i);
+    }
+    CHECK_ERR(mem_image_add(m, addr, b, len), ERR_OK);
+    free(b);
+}
+
+/* True when dst holds pat() for [addr, addr + len). */
+static bool is_pattern(const uint8_t *dst, uint64_t addr, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        if (dst[i] != pat(addr + i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+TEST(mem_read_crosses_page_boundary_inside_one_region) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    add_pattern(m, 0x10000, 3 * MEM_PAGE_SIZE);
+    uint8_t b[64];
+    CHECK_ERR(mem_read(m, 0x10000 + MEM_PAGE_SIZE - 24, sizeof b, b), ERR_OK);
+    CHECK(is_pattern(b, 0x10000 + MEM_PAGE_SIZE - 24, sizeof b));
+    /* A read spanning all three pages, through the cache. */
+    uint8_t big[2 * MEM_PAGE_SIZE + 100];
+    CHECK_ERR(mem_read(m, 0x10000 + 500, sizeof big, big), ERR_OK);
+    CHECK(is_pattern(big, 0x10000 + 500, sizeof big));
+    mem_close(m);
+}
+
+TEST(mem_read_spans_adjacent_regions_within_and_across_pages) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    /* Two regions meeting mid-page; the second also crosses a page end. */
+    add_pattern(m, 0x20000, 0x800);
+    add_pattern(m, 0x20800, 0x1000);
+    uint8_t b[64];
+    CHECK_ERR(mem_read(m, 0x20800 - 32, sizeof b, b), ERR_OK);
+    CHECK(is_pattern(b, 0x20800 - 32, sizeof b));
+    CHECK_ERR(mem_read(m, 0x21000 - 32, sizeof b, b), ERR_OK);
+    CHECK(is_pattern(b, 0x21000 - 32, sizeof b));
+    uint8_t all[0x1800];
+    CHECK_ERR(mem_read(m, 0x20000, sizeof all, all), ERR_OK);
+    CHECK(is_pattern(all, 0x20000, sizeof all));
+    mem_close(m);
+}
+
+TEST(mem_read_partly_unmapped_fails_with_err_read) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    add_pattern(m, 0x30000, MEM_PAGE_SIZE);
+    add_pattern(m, 0x40000 + 100, 200); /* part of a page */
+    uint8_t b[32];
+    CHECK_ERR(mem_read(m, 0x30000 + MEM_PAGE_SIZE - 16, sizeof b, b), ERR_READ);
+    CHECK_ERR(mem_read(m, 0x30000 - 16, sizeof b, b), ERR_READ);
+    CHECK_ERR(mem_read(m, 0x40000 + 100 + 200 - 16, sizeof b, b), ERR_READ);
+    CHECK_ERR(mem_read(m, 0x40000 + 90, sizeof b, b), ERR_READ);
+    /* The readable parts still read, exactly, though their page is partial. */
+    CHECK_ERR(mem_read(m, 0x40000 + 100, sizeof b, b), ERR_OK);
+    CHECK(is_pattern(b, 0x40000 + 100, sizeof b));
+    CHECK_ERR(mem_read(m, 0x40000 + 300 - sizeof b, sizeof b, b), ERR_OK);
+    CHECK(is_pattern(b, 0x40000 + 300 - sizeof b, sizeof b));
+    mem_close(m);
+}
+
+TEST(mem_read_rejects_wrapping_and_oversized_ranges) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    add_pattern(m, 0x50000, MEM_PAGE_SIZE);
+    uint8_t b[16];
+    CHECK_ERR(mem_read(m, UINT64_MAX - 4, sizeof b, b), ERR_READ);
+    CHECK_ERR(mem_read(m, 0x50000, (size_t)MEM_READ_MAX + 1, b), ERR_READ);
+    CHECK_ERR(mem_read(m, 0xdead0000, 0, b), ERR_OK); /* nothing to read */
+    mem_close(m);
+}
+
+TEST(mem_cache_hit_costs_no_backend_read_and_collisions_keep_pages_apart) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    /* Two pages that fall in the same direct-mapped cache slot. */
+    uint64_t a = 0x100000, b = a + (uint64_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE;
+    add_pattern(m, a, MEM_PAGE_SIZE);
+    add_pattern(m, b, MEM_PAGE_SIZE);
+    uint64_t va, vb;
+    CHECK_ERR(mem_read_u64(m, a + 8, &va), ERR_OK);
+    uint64_t misses = m->misses;
+    CHECK_ERR(mem_read_u64(m, a + 16, &va), ERR_OK);
+    CHECK_EQ(m->misses, misses);
+    for (int i = 0; i < 3; i++) {
+        CHECK_ERR(mem_read(m, b + 40, sizeof vb, &vb), ERR_OK);
+        CHECK(is_pattern((const uint8_t *)&vb, b + 40, sizeof vb));
+        CHECK_ERR(mem_read(m, a + 40, sizeof va, &va), ERR_OK);
+        CHECK(is_pattern((const uint8_t *)&va, a + 40, sizeof va));
+    }
+    CHECK(va != vb);
+    mem_close(m);
+}
+
+TEST(mem_read_cstr_stops_at_an_unmapped_page) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    uint8_t page[MEM_PAGE_SIZE];
+    memset(page, 'x', sizeof page);
+    memcpy(page + MEM_PAGE_SIZE - 8, "abcdefgh", 8); /* no NUL before the page end */
+    memcpy(page + 100, "end\0", 4);
+    memcpy(page + MEM_PAGE_SIZE - 24, "tail\0", 5);
+    CHECK_ERR(mem_image_add(m, 0x60000, page, sizeof page), ERR_OK);
+    char s[64];
+    memset(s, '?', sizeof s);
+    CHECK_ERR(mem_read_cstr(m, 0x60000 + MEM_PAGE_SIZE - 8, s, sizeof s), ERR_READ);
+    CHECK_STR(s, "abcdefgh");
+    CHECK_ERR(mem_read_cstr(m, 0x60000 + MEM_PAGE_SIZE - 24, s, sizeof s), ERR_OK);
+    CHECK_STR(s, "tail");
+    CHECK_ERR(mem_read_cstr(m, 0x60000 + 97, s, 4), ERR_OK); /* "xxxend" cut to 3 */
+    CHECK_STR(s, "xxx");
+    CHECK_ERR(mem_read_cstr(m, 0x60000 + 97, s, sizeof s), ERR_OK);
+    CHECK_STR(s, "xxxend");
+    mem_close(m);
+}
+
+TEST(mem_read_cstr_ending_just_before_an_unmapped_page_succeeds) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    uint8_t page[MEM_PAGE_SIZE] = {0};
+    memcpy(page + MEM_PAGE_SIZE - 6, "hello", 6); /* the NUL is the last byte */
+    CHECK_ERR(mem_image_add(m, 0x70000, page, sizeof page), ERR_OK);
+    char s[256];
+    CHECK_ERR(mem_read_cstr(m, 0x70000 + MEM_PAGE_SIZE - 6, s, sizeof s), ERR_OK);
+    CHECK_STR(s, "hello");
+    mem_close(m);
+}
+
+static const mem_ops *spy_inner;
+static uint64_t spy_calls;
+
+static err_t spy_read(mem *m, uint64_t addr, size_t len, void *dst) {
+    spy_calls++;
+    return spy_inner->read(m, addr, len, dst);
+}
+
+TEST(mem_fail_countdown_fails_exactly_the_nth_backend_read) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    static mem_ops spy_ops;
+    spy_ops = *m->ops;
+    spy_ops.read = spy_read;
+    spy_inner = m->ops;
+    m->ops = &spy_ops;
+    spy_calls = 0;
+    /* Reads of more than four pages bypass the cache: one backend read each. */
+    size_t len = 5 * MEM_PAGE_SIZE;
+    add_pattern(m, 0x200000, len);
+    uint8_t *b = malloc(len);
+    if (!CHECK(b != NULL)) {
+        mem_close(m);
+        return;
+    }
+    m->fail_countdown = 3;
+    err_t got[5];
+    for (int i = 0; i < 5; i++) {
+        memset(b, 0, len);
+        got[i] = mem_read(m, 0x200000, len, b);
+    }
+    CHECK_ERR(got[0], ERR_OK);
+    CHECK_ERR(got[1], ERR_OK);
+    CHECK_ERR(got[2], ERR_READ);
+    CHECK_ERR(got[3], ERR_OK);
+    CHECK_ERR(got[4], ERR_OK);
+    CHECK(is_pattern(b, 0x200000, len));
+    CHECK_EQ(spy_calls, 4); /* the failed one never reached the backend */
+    CHECK_EQ(m->fail_countdown, 0);
+    free(b);
+    mem_close(m);
+}
+
+TEST(mem_find_map_finds_the_containing_mapping_after_sorting) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    CHECK_ERR(mem_add_map(m, 0x5000, 0x6000, 0, "/c"), ERR_OK);
+    CHECK_ERR(mem_add_map(m, 0x1000, 0x2000, 0, "/a"), ERR_OK);
+    CHECK_ERR(mem_add_map(m, 0x2000, 0x4000, 0x1000, "/b"), ERR_OK);
+    mem_sort_maps(m);
+    const mem_map *mp = mem_find_map(m, 0x2000);
+    CHECK(mp && strcmp(mp->path, "/b") == 0);
+    mp = mem_find_map(m, 0x1fff);
+    CHECK(mp && strcmp(mp->path, "/a") == 0);
+    mp = mem_find_map(m, 0x5fff);
+    CHECK(mp && strcmp(mp->path, "/c") == 0);
+    CHECK(mem_find_map(m, 0x4000) == NULL);
+    CHECK(mem_find_map(m, 0x6000) == NULL);
+    CHECK(mem_find_map(m, 0) == NULL);
+    mem_close(m);
+}
