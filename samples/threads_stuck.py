@@ -6,6 +6,7 @@ reproduce exactly, frame for frame, live and from a core.
 - deadlocked: acquires a lock it already holds (C code)
 - recursive: 150 nested calls, then select() on nothing (C code)
 - ünïcødé: non-ASCII thread, function, class and file names
+- spinner: a pure-Python busy loop, so it is the thread holding the GIL
 Run: python3 threads_stuck.py TRUTH.json  (prints READY once settled)
 """
 import importlib
@@ -38,15 +39,22 @@ def recursive(ready, depth=DEPTH):
     recursive(ready, depth - 1)
 
 
+def spinner(ready):
+    ready.set()
+    while True: pass  # noqa: E701  (one line: the frame's line never changes)
+
+
 def main():
     workers = {
         "sleeper": sleeper,
         "deadlocked": deadlocked,
         "recursive": recursive,
         "ünïcødé": unicode_module.Ωmega().待つ,
+        "spinner": spinner,
     }
     expected = {"sleeper": "sleeper", "deadlocked": "deadlocked",
-                "recursive": "recursive", "ünïcødé": "ждать_événement"}
+                "recursive": "recursive", "ünïcødé": "ждать_événement",
+                "spinner": "spinner"}
     for name, target in workers.items():
         ready = threading.Event()
         threading.Thread(target=target, args=(ready,), name=name, daemon=True).start()

@@ -147,7 +147,7 @@ err_t py_read_str_buf(py_target *t, uint64_t obj, char *buf, size_t cap) {
     sbuf b;
     sbuf_init(&b);
     err_t e = py_read_str(t, obj, &b, cap, NULL);
-    if (e == ERR_OK) {
+    if (e == ERR_OK && cap) {
         /* Cut on a UTF-8 boundary so the result stays valid text. */
         size_t n = b.len < cap - 1 ? b.len : cap - 1;
         while (n > 0 && n < b.len && ((unsigned char)b.data[n] & 0xC0) == 0x80) {
@@ -181,7 +181,7 @@ err_t py_read_long(py_target *t, uint64_t obj, int64_t *out) {
         sign = (tag & 3) == 0 ? 1 : (tag & 3) == 1 ? 0 : -1;
     } else {
         int64_t size = (int64_t)rd_u64(b, (size_t)L->long_size);
-        ndigits = size < 0 ? -size : size;
+        ndigits = size == INT64_MIN ? INT64_MAX : size < 0 ? -size : size;
         sign = size < 0 ? -1 : size > 0;
     }
     if (ndigits > PY_LONG_DIGITS_MAX) {

@@ -74,3 +74,11 @@ def snarl_json(*args):
     out = run_snarl(*args, "--format", "json")
     assert out.returncode == 0, out.stderr.decode(errors="replace")
     return json.loads(out.stdout.decode("utf-8"))
+
+
+WATCHER = "snarl-sample-watcher"  # the samples' READY thread, not in the truth
+
+
+def sample_threads(doc):
+    """The threads of a snarl document that the sample's truth describes."""
+    return [t for t in doc["threads"] if t["name"] != WATCHER]

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pythons
-from harness import Sample, run_snarl, snarl_json
+from harness import Sample, run_snarl, sample_threads, snarl_json
 
 HOST_PYTHONS = [p for p in pythons.PYTHONS if p.root == "/" and not p.debug]
 
@@ -87,7 +87,7 @@ def test_another_tracer_is_named_and_no_freeze_still_reads(snarl, tmp_path):
                 time.sleep(0.05)
             assert_clean_error(run_snarl("stacks", s.pid), "already traced")
             doc = snarl_json("stacks", "--no-freeze", s.pid)
-            assert len(doc["threads"]) == len(s.truth["threads"])
+            assert len(sample_threads(doc)) == len(s.truth["threads"])
         finally:
             tracer.terminate()
             tracer.wait()
@@ -99,7 +99,6 @@ def test_the_target_keeps_running_untraced_after_a_frozen_read(snarl, tmp_path):
         assert run_snarl("stacks", s.pid).returncode == 0
         status = open("/proc/%d/status" % s.pid).read()
         assert "TracerPid:\t0" in status
-        assert "State:\tS" in status
         for tid in os.listdir("/proc/%d/task" % s.pid):
             st = open("/proc/%d/task/%s/status" % (s.pid, tid)).read()
             assert "State:\tt" not in st and "State:\tT" not in st
@@ -157,9 +156,9 @@ def test_a_core_whose_executable_is_gone_suggests_sysroot_and_both_fixes_work(sn
     err = assert_clean_error(run_snarl("stacks", core), "--sysroot")
     assert str(exe) in err
     doc = snarl_json("stacks", "--sysroot", sysroot, core)
-    assert len(doc["threads"]) == len(truth["threads"])
+    assert len(sample_threads(doc)) == len(truth["threads"])
     doc = snarl_json("stacks", core, sysroot / str(moved).lstrip("/") / exe.name)
-    assert len(doc["threads"]) == len(truth["threads"])
+    assert len(sample_threads(doc)) == len(truth["threads"])
 
 
 def test_usage_errors_exit_2(snarl):

@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from harness import Sample, run_snarl, snarl_json
+from harness import WATCHER, Sample, run_snarl, snarl_json
 
 
 def by_native_id(threads):
-    return {t["native_id"]: t for t in threads}
+    return {t["native_id"]: t for t in threads if t["name"] != WATCHER}
 
 
 def frames(stack):
@@ -26,6 +26,10 @@ def assert_matches_truth(doc, truth, python):
         assert frames(got[tid]["stack"]) == frames(t["stack"]), "thread %s (%s)" % (tid, t["name"])
         assert got[tid]["name"] == t["name"]
         assert not got[tid]["truncated"]
+    # The busy thread is the one holding the GIL; the others are blocked.
+    holders = [t["name"] for t in doc["threads"] if t["holds_gil"] and t["name"] != WATCHER]
+    assert holders in (["spinner"], []) if doc["target"]["kind"] == "live" and \
+        not doc["target"]["frozen"] else holders == ["spinner"], holders
 
 
 def test_stacks_live_match_the_interpreter(python, snarl, tmp_path):
