@@ -122,6 +122,21 @@ int snarl_attach_host(snarl_session *s, const snarl_host *host) {
     return s->m ? snarl_attach_common(s) : (int)s->err.code;
 }
 
+/* A process that exited but was not reaped yet is a zombie: gone for us. */
+static bool snarl_process_exists(int pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
 static err_t snarl_build(snarl_session *s, aio_model *model) {
     memset(model, 0, sizeof *model);
     vec_init(&model->threads, sizeof(aio_thread));
@@ -145,6 +160,9 @@ static err_t snarl_build(snarl_session *s, aio_model *model) {
     err_t e = aio_build(&s->py, model);
     if (freeze) {
         mem_thaw(s->m);
+    }
+    if (e != ERR_OK && strcmp(s->m->ops->kind, "live") == 0 && !snarl_process_exists(s->m->pid)) {
+        e = err_set(&s->err, ERR_GONE, "process %d exited while it was being read", s->m->pid);
     }
     if (mem_core_truncated(s->m)) {
         aio_warn(model, "the core file is truncated; parts of memory are missing");

@@ -313,13 +313,13 @@ static const struct {
 #undef P
 
 static const char *const dbg_size_paths[DBG_STRUCT_COUNT] = {
-    [DBG_RUNTIME] = "runtime_state.size",   [DBG_INTERP] = "interpreter_state.size",
-    [DBG_THREAD] = "thread_state.size",     [DBG_FRAME] = "interpreter_frame.size",
-    [DBG_CODE] = "code_object.size",        [DBG_OBJECT] = "pyobject.size",
-    [DBG_TYPE] = "type_object.size",        [DBG_TUPLE] = "tuple_object.size",
-    [DBG_LIST] = "list_object.size",        [DBG_DICT] = "dict_object.size",
-    [DBG_LONG] = "long_object.size",        [DBG_BYTES] = "bytes_object.size",
-    [DBG_UNICODE] = "unicode_object.size",  [DBG_GEN] = "gen_object.size",
+    [DBG_RUNTIME] = "runtime_state.size",  [DBG_INTERP] = "interpreter_state.size",
+    [DBG_THREAD] = "thread_state.size",    [DBG_FRAME] = "interpreter_frame.size",
+    [DBG_CODE] = "code_object.size",       [DBG_OBJECT] = "pyobject.size",
+    [DBG_TYPE] = "type_object.size",       [DBG_TUPLE] = "tuple_object.size",
+    [DBG_LIST] = "list_object.size",       [DBG_DICT] = "dict_object.size",
+    [DBG_LONG] = "long_object.size",       [DBG_BYTES] = "bytes_object.size",
+    [DBG_UNICODE] = "unicode_object.size", [DBG_GEN] = "gen_object.size",
 };
 
 bool py_debug_offsets_entry(int minor, size_t i, const char **path, const char **field,

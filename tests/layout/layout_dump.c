@@ -1,7 +1,6 @@
-/* Prints snarl's built-in layout for one CPython minor version as "name value"
- * lines, then the _Py_DebugOffsets positions snarl reads for it, so that
- * tests/layout can compare both with the real headers. Given a file holding a
- * target's _Py_DebugOffsets table, prints the layout after snarl applied it. */
+/* For tests/layout: prints snarl's built-in layout for a CPython minor version
+ * as "name value" lines plus the _Py_DebugOffsets positions it reads, or, given
+ * a _Py_DebugOffsets table in a file, the layout once snarl has applied it. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -9,36 +8,50 @@
 
 /* Every py_layout member; test_layout.py checks this list against py.h, so
  * a member added there and not here fails the test instead of going unseen. */
-#define LAYOUT_FIELDS(X)                                                                           \
-    X(minor) X(free_threaded) X(rt_interp_head) X(rt_gil) X(is_next) X(is_id) X(is_threads_head)   \
-    X(is_gc) X(is_modules) X(is_sysdict) X(is_builtins) X(is_gil_ptr) X(is_gil_embedded)           \
-    X(gil_last_holder) X(gil_locked) X(ts_next) X(ts_interp) X(ts_cframe) X(cf_current_frame)      \
-    X(ts_current_frame) X(ts_dict) X(ts_thread_id) X(ts_native_id) X(ts_datastack_chunk)           \
-    X(ts_size) X(fr_code) X(fr_previous) X(fr_func) X(fr_globals) X(fr_locals) X(fr_instr)         \
-    X(fr_stack) X(fr_owner) X(fr_localsplus) X(fr_size) X(fr_instr_is_last) X(fr_stack_is_ptr)     \
-    X(stackref_tagged) X(fr_owner_first_nonpy) X(co_flags) X(co_argcount) X(co_firstlineno)        \
-    X(co_nlocalsplus) X(co_localsplusnames) X(co_localspluskinds) X(co_filename) X(co_name)        \
-    X(co_qualname) X(co_linetable) X(co_code_adaptive) X(co_framesize) X(ob_refcnt) X(ob_type)     \
-    X(ob_size) X(tp_name) X(tp_basicsize) X(tp_itemsize) X(tp_flags) X(tp_weaklistoffset)          \
-    X(tp_base) X(tp_dictoffset) X(tp_mro) X(ht_cached_keys) X(str_length) X(str_state)             \
-    X(str_ascii_data) X(str_compact_data) X(str_legacy_data) X(long_lvtag) X(long_size)            \
-    X(long_digits) X(tuple_items) X(list_items) X(list_allocated) X(bytes_size) X(bytes_data)      \
-    X(dict_used) X(dict_keys) X(dict_values) X(dict_values_array) X(set_used) X(set_mask)          \
-    X(set_table) X(deque_left) X(deque_right) X(deque_leftindex) X(deque_rightindex)               \
-    X(wr_object) X(wr_callback) X(meth_func) X(meth_self) X(cfunc_self) X(cell_ref) X(func_code)   \
-    X(func_qualname) X(mod_dict) X(managed) X(gen_frame_state) X(gen_iframe) X(gc_generation0)     \
-    X(gc_permanent) X(gc_generations)
+static void dump_layout(const py_layout *L) {
+#define V(f) {#f, (long long)L->f}
+    const struct {
+        const char *name;
+        long long value;
+    } fields[] = {
+        V(minor), V(free_threaded),
+        V(rt_interp_head), V(rt_gil),
+        V(is_next), V(is_id), V(is_threads_head), V(is_gc), V(is_modules), V(is_sysdict),
+        V(is_builtins), V(is_gil_ptr), V(is_gil_embedded),
+        V(gil_last_holder), V(gil_locked),
+        V(ts_next), V(ts_interp), V(ts_cframe), V(cf_current_frame), V(ts_current_frame),
+        V(ts_dict), V(ts_thread_id), V(ts_native_id), V(ts_datastack_chunk), V(ts_size),
+        V(fr_code), V(fr_previous), V(fr_func), V(fr_globals), V(fr_locals), V(fr_instr),
+        V(fr_stack), V(fr_owner), V(fr_localsplus), V(fr_size), V(fr_instr_is_last),
+        V(fr_stack_is_ptr), V(stackref_tagged), V(fr_owner_first_nonpy),
+        V(co_flags), V(co_argcount), V(co_firstlineno), V(co_nlocalsplus), V(co_localsplusnames),
+        V(co_localspluskinds), V(co_filename), V(co_name), V(co_qualname), V(co_linetable),
+        V(co_code_adaptive), V(co_framesize),
+        V(ob_refcnt), V(ob_type), V(ob_size), V(tp_name), V(tp_basicsize), V(tp_itemsize),
+        V(tp_flags), V(tp_weaklistoffset), V(tp_base), V(tp_dictoffset), V(tp_mro),
+        V(ht_cached_keys),
+        V(str_length), V(str_state), V(str_ascii_data), V(str_compact_data), V(str_legacy_data),
+        V(long_lvtag), V(long_size), V(long_digits),
+        V(tuple_items), V(list_items), V(list_allocated), V(bytes_size), V(bytes_data),
+        V(dict_used), V(dict_keys), V(dict_values), V(dict_values_array),
+        V(set_used), V(set_mask), V(set_table),
+        V(deque_left), V(deque_right), V(deque_leftindex), V(deque_rightindex),
+        V(wr_object), V(wr_callback), V(meth_func), V(meth_self), V(cfunc_self), V(cell_ref),
+        V(func_code), V(func_qualname), V(mod_dict),
+        V(managed),
+        V(gen_frame_state), V(gen_iframe),
+        V(gc_generation0), V(gc_permanent), V(gc_generations),
+    };
+#undef V
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        printf("%s %lld\n", fields[i].name, fields[i].value);
+    }
+}
 
 /* Where the fake runtime sits in the image; any page-aligned address does. */
 #define DUMP_RUNTIME_ADDR 0x100000u
 /* Larger than any _Py_DebugOffsets (3.15's is under 1 KiB). */
 #define DUMP_TABLE_MAX 65536
-
-static void dump_layout(const py_layout *L) {
-#define PRINT_FIELD(f) printf("%s %lld\n", #f, (long long)L->f);
-    LAYOUT_FIELDS(PRINT_FIELD)
-#undef PRINT_FIELD
-}
 
 static void dump_debug_positions(int minor) {
     const char *path, *field;

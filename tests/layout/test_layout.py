@@ -1,12 +1,6 @@
-"""Checks snarl's built-in layout tables (src/py/py_tables.c) and the
-_Py_DebugOffsets positions it reads (src/py/py_debug_offsets.c) against the
-real CPython headers found on this machine, by compiling a probe program
-that prints offsetof()/sizeof() for the C expression behind each field.
-
-Header sets are found by looking: pyenv builds, the host's /usr/include and
-the Debian sid chroot of scripts/provision-pythons.sh (${SNARL_CHROOT}).
-What was checked, what was skipped and why, and the point-release
-differences let through are listed at the end of the run."""
+"""Checks snarl's built-in layout tables and the _Py_DebugOffsets positions it
+reads against the real CPython headers on this machine, through probe
+programs that print offsetof()/sizeof() of the C behind each field."""
 import glob
 import os
 import re
@@ -28,6 +22,9 @@ LIB_SOURCES = [os.path.join(ROOT, "src", "py", f)
                for f in ("py.h", "py_tables.c", "py_debug_offsets.c")]
 MINORS = (11, 12, 13, 14, 15)
 PY_NONE = -1
+# The Makefile's: layout_dump.c is held to the same standard as src/.
+WARN = ["-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
+        "-Wmissing-prototypes", "-Wno-unused-parameter", "-Wformat=2", "-Wvla"]
 
 # py_layout members with no C counterpart to compare, and why.
 SKIPPED_FIELDS = {
@@ -212,7 +209,9 @@ def _py_version(include):
 
 
 def discover():
-    """Returns (header sets to check, [(place, reason) skipped])."""
+    """Returns (header sets to check, [(place, reason) skipped]). Looks in
+    pyenv's builds, the host's /usr/include and the Debian sid chroot that
+    scripts/provision-pythons.sh makes (${SNARL_CHROOT})."""
     found, skipped, seen = [], [], set()
     pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     places = [("pyenv", os.path.join(pyenv, "versions", "*", "include"), None),
@@ -298,8 +297,8 @@ def layout_dump(cc, workdir):
                     % ", ".join(os.path.relpath(s, ROOT) for s in stale))
     exe = os.path.join(workdir, "layout_dump")
     try:
-        _run(cc + ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
-                   "-I", os.path.join(ROOT, "src"), "-o", exe, DUMP_C, LIB, "-lelf"],
+        _run(cc + ["-std=c11", "-D_GNU_SOURCE"] + WARN +
+             ["-I", os.path.join(ROOT, "src"), "-o", exe, DUMP_C, LIB, "-lelf"],
              "building tests/layout/layout_dump.c")
     except ProbeError as e:
         pytest.fail(str(e))
@@ -462,6 +461,7 @@ class Prober:
                     lines.append(("D", path, "offsetof(_Py_DebugOffsets, %s)" % path))
         src = [PROBE_INCLUDES]
         if has_dbg:
+            lines.append(("I", "_Py_DebugOffsets", "the headers' initializer"))
             src.append("static const _Py_DebugOffsets snarl_dbg = %s;\n"
                        % self._debug_offsets_init(hs, d, cflags))
         src.append("int main(int argc, char **argv) {\n")
@@ -494,16 +494,22 @@ class Prober:
     @staticmethod
     def _explain(hs, stderr, path, first, lines):
         """Names the expressions the compiler rejected."""
-        bad = []
-        for m in re.finditer(re.escape(path) + r":(\d+):\d+: error: (.*)", stderr):
-            i = int(m.group(1)) - first
-            if 0 <= i < len(lines):
+        bad, other = [], []
+        for m in re.finditer(r"(?m)^(.*?):(\d+):\d+: error: (.*)$", stderr):
+            i = int(m.group(2)) - first
+            if m.group(1) == path and 0 <= i < len(lines):
                 kind, name, expr = lines[i]
-                bad.append("  %s: %s -> %s" % (name, expr, m.group(2)))
+                bad.append("  %s: %s -> %s" % (name, expr, m.group(3)))
+            else:
+                other.append("  " + m.group(0))
         head = "the probe for %s (%s) does not compile" % (hs.label, hs.include)
+        if not bad and not other:
+            return head + ":\n" + stderr[-4000:]
         if bad:
-            return head + "; C expressions the headers reject:\n" + "\n".join(sorted(set(bad)))
-        return head + ":\n" + stderr[-4000:]
+            head += "; C expressions the headers reject:\n" + "\n".join(sorted(set(bad)))
+        if other:
+            head += "\nother errors:\n" + "\n".join(other[:20])
+        return head
 
 
 @pytest.fixture(scope="session")
