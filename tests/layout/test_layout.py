@@ -39,6 +39,8 @@ SKIPPED_FIELDS = {
     "deque_rightindex": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
     "ts_size": "set by no table and read nowhere in src/ (always 0)",
 }
+# Skipped because nothing uses them: checked to stay unused and unset.
+UNUSED_FIELDS = ("ts_size",)
 
 # Fields py_layout_from_debug_offsets sets besides those it reads from the
 # table: the frame size (interpreter_frame.size) and the str data offsets it
@@ -235,19 +237,21 @@ def discover():
             seen.add(real)
             if minor not in MINORS:
                 skipped.append((inc, "3.%d: snarl reads 3.11 to 3.15" % minor))
-            elif "d" in flags:
-                skipped.append((inc, "debug-build (Py_DEBUG) headers; the tables describe "
-                                     "release builds"))
             elif "t" in flags:
                 skipped.append((inc, "free-threaded headers; snarl reads default (GIL) builds"))
+            elif flags not in ("", "d"):
+                skipped.append((inc, "unknown ABI flags %r" % flags))
             elif not os.path.isfile(os.path.join(inc, "internal", "pycore_runtime.h")):
                 skipped.append((inc, "no internal headers (internal/pycore_runtime.h)"))
             else:
+                # Debug (Py_DEBUG) builds are default builds too, and snarl
+                # reads them (the e2e matrix runs python3.Xd).
                 version = _py_version(inc) or "3.%d.?" % minor
-                found.append(HeaderSet("%s (%s)" % (version, origin), minor, version, inc,
-                                       chroot))
+                label = "%s%s (%s)" % (version, " debug" if flags else "", origin)
+                found.append(HeaderSet(label, minor, version, inc, chroot))
     found.sort(key=lambda h: (h.minor, [int(x) if x.isdigit() else 0
-                                        for x in re.split(r"[.a-z]+", h.version)]))
+                                        for x in re.split(r"[.a-z]+", h.version)],
+                              h.include.endswith("d")))
     return found, skipped
 
 
@@ -461,9 +465,9 @@ class Prober:
                     lines.append(("D", path, "offsetof(_Py_DebugOffsets, %s)" % path))
         src = [PROBE_INCLUDES]
         if has_dbg:
-            lines.append(("I", "_Py_DebugOffsets", "the headers' initializer"))
             src.append("static const _Py_DebugOffsets snarl_dbg = %s;\n"
                        % self._debug_offsets_init(hs, d, cflags))
+        init_line = "".join(src).count("\n") if has_dbg else None
         src.append("int main(int argc, char **argv) {\n")
         first = "".join(src).count("\n") + 1
         for kind, name, expr in lines:
@@ -481,7 +485,7 @@ class Prober:
         p = subprocess.run(self.cc + cflags + ["-o", exe, path, "-w"],
                            capture_output=True, text=True)
         if p.returncode != 0:
-            raise ProbeError(self._explain(hs, p.stderr, path, first, lines))
+            raise ProbeError(self._explain(hs, p.stderr, path, first, lines, init_line))
         table = os.path.join(d, "debug_offsets.bin") if has_dbg else None
         out = _run([exe] + ([table] if table else []), "running the probe for %s" % hs.include)
         values = {"L": {}, "R": {}, "D": {}}
@@ -492,7 +496,7 @@ class Prober:
         return Probe(fields, values["R"], values["D"], table, exprs)
 
     @staticmethod
-    def _explain(hs, stderr, path, first, lines):
+    def _explain(hs, stderr, path, first, lines, init_line):
         """Names the expressions the compiler rejected."""
         bad, other = [], []
         for m in re.finditer(r"(?m)^(.*?):(\d+):\d+: error: (.*)$", stderr):
@@ -500,6 +504,9 @@ class Prober:
             if m.group(1) == path and 0 <= i < len(lines):
                 kind, name, expr = lines[i]
                 bad.append("  %s: %s -> %s" % (name, expr, m.group(3)))
+            elif m.group(1) == path and int(m.group(2)) == init_line:
+                other.append("  in the headers' own _Py_DebugOffsets initializer: "
+                             + m.group(3))
             else:
                 other.append("  " + m.group(0))
         head = "the probe for %s (%s) does not compile" % (hs.label, hs.include)
@@ -548,8 +555,8 @@ def header_set_params():
 
 def _need(hs):
     if hs is None:
-        pytest.skip("no CPython 3.11-3.15 headers with internal/ found: %s"
-                    % "; ".join("%s: %s" % s for s in SKIPPED_SETS) or "nothing")
+        looked = "; ".join("%s: %s" % s for s in SKIPPED_SETS) or "nothing else found"
+        pytest.skip("no CPython 3.11-3.15 headers with internal/ found (%s)" % looked)
 
 
 def _debug_fields(dbg):
@@ -583,6 +590,16 @@ def test_every_field_is_dumped_and_mapped(dumps):
                                 % (minor, path, field))
         if minor >= 13 and not dbg:
             problems.append("3.%d: no debug-offset table" % minor)
+        problems += ["3.%d: %s is set to %d; give it a C expression in test_layout.py"
+                     % (minor, f, fields[f]) for f in UNUSED_FIELDS if fields.get(f)]
+    problems += ["SKIPPED_FIELDS lists %s, not a py_layout member" % f
+                 for f in SKIPPED_FIELDS if f not in members]
+    for path in glob.glob(os.path.join(ROOT, "src", "**", "*.c"), recursive=True):
+        with open(path, errors="replace") as f:
+            text = f.read()
+        problems += ["%s now reads %s; give it a C expression in test_layout.py"
+                     % (os.path.relpath(path, ROOT), u) for u in UNUSED_FIELDS
+                     if re.search(r"\b%s\b" % u, text)]
     assert not problems, "\n".join(problems)
 
 
@@ -605,15 +622,19 @@ def test_builtin_table_matches_headers(hs, dumps, prober, layout_report):
         others = [(s, p.fields[field]) for s, p in others if not isinstance(p, ProbeError)]
         documented = [s for s, v in others if v == have]
         if field in overridden and documented:
-            infos.append("info: 3.%d %s differs between point releases and is read from the "
-                         "target's debug offsets: %s; the table documents %s"
-                         % (hs.minor, field, where, ", ".join(s.version for s in documented)))
+            infos.append("info: 3.%d %s differs between 3.%d header sets and is read from "
+                         "the target's debug offsets: %s; the table documents %s"
+                         % (hs.minor, field, hs.minor, where,
+                            ", ".join(s.label for s in documented)))
         else:
             failures.append("%s: %s" % (field, where))
     for line in infos:
         _note(layout_report, line)
-    _note(layout_report, "checked: %-26s %d fields, %d mismatched, %d point-release notes"
-          % (hs.label, len(probe.fields), len(failures), len(infos)))
+    absent = sum(1 for e in probe.exprs.values() if e is None)
+    _note(layout_report, "checked: %-26s %d fields (%d C expressions, %d absent: PY_NONE), "
+          "%d mismatched, %d notes" % (hs.label, len(probe.fields),
+                                                     len(probe.fields) - absent, absent,
+                                                     len(failures), len(infos)))
     assert not failures, ("built-in layout table disagrees with the %s headers:\n  " % hs.label
                           + "\n  ".join(failures))
 
@@ -632,7 +653,10 @@ def test_debug_offset_positions_match_headers(hs, dumps, prober, layout_report):
             "offsetof(_Py_DebugOffsets, %s)" % path
         used = "bytes snarl reads" if path == "sizeof" else \
             "position snarl reads%s" % (" for " + field if field else "")
-        if header is None:
+        if path == "?":
+            failures.append("position %d: no _Py_DebugOffsets name to check it against "
+                            "(dbg_paths in src/py/py_debug_offsets.c)" % pos)
+        elif header is None:
             failures.append("%s: no such member in %s" % (path, hs.include))
         elif header != pos:
             failures.append("%s: %s = %d in %s (%s), %s = %d" % (
