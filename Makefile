@@ -19,14 +19,16 @@ ENGINE_SRC := $(wildcard src/base/*.c src/mem/*.c src/sym/*.c src/py/*.c src/aio
                          src/ana/*.c src/out/*.c) src/engine.c
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
+PROBE_SRC := $(wildcard tests/probe/*.c)
 
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+PROBE_OBJ := $(PROBE_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all clean check unit e2e asan install format provision
 
-all: $(BUILD)/snarl $(BUILD)/snarl-unit
+all: $(BUILD)/snarl $(BUILD)/snarl-unit $(BUILD)/snarl-probe
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -40,6 +42,10 @@ $(BUILD)/snarl: $(CLI_OBJ) $(BUILD)/libsnarl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 
 $(BUILD)/snarl-unit: $(UNIT_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+# Test tool for tests/e2e/test_readers.py: the object readers on real targets.
+$(BUILD)/snarl-probe: $(PROBE_OBJ) $(BUILD)/libsnarl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 
 unit: $(BUILD)/snarl-unit
@@ -73,4 +79,4 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+-include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PROBE_OBJ:.o=.d)

@@ -64,7 +64,8 @@ const char *err_name(err_t code);
  * write `return err_set(...)`. */
 err_t err_set(err_record *rec, err_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-err_t err_setv(err_record *rec, err_t code, const char *fmt, va_list ap);
+err_t err_setv(err_record *rec, err_t code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void err_clear(err_record *rec);
 void err_push(err_record *rec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void err_pop(err_record *rec);

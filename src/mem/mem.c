@@ -65,6 +65,7 @@ void mem_cache_flush(mem *m) {
 
 static err_t mem_backend_read(mem *m, uint64_t addr, size_t len, void *dst) {
     if (m->fail_countdown && --m->fail_countdown == 0) {
+        m->injected = true;
         return ERR_READ;
     }
     return m->ops->read(m, addr, len, dst);
@@ -79,6 +80,11 @@ static err_t mem_read_page_part(mem *m, uint64_t page, size_t off, size_t n, uin
         m->misses++;
         if (mem_backend_read(m, page, MEM_PAGE_SIZE, data) != ERR_OK) {
             m->cache_tag[slot] = 0;
+            if (m->injected) {
+                /* An injected failure must reach the caller, not be retried. */
+                m->injected = false;
+                return ERR_READ;
+            }
             return mem_backend_read(m, page + off, n, dst);
         }
         m->cache_tag[slot] = page + 1;
@@ -151,8 +157,17 @@ err_t mem_read_cstr(mem *m, uint64_t addr, char *dst, size_t cap) {
         }
         err_t e = mem_read(m, a, chunk, dst + i);
         if (e != ERR_OK) {
-            dst[i] = '\0';
-            return e;
+            /* The readable bytes may end mid-page (a cut core, a debugger
+             * exposing part of a page): go byte by byte to the NUL. */
+            for (size_t k = 0; k < chunk; k++) {
+                if (mem_read(m, a + k, 1, dst + i + k) != ERR_OK) {
+                    dst[i + k] = '\0';
+                    return ERR_READ;
+                }
+                if (dst[i + k] == '\0') {
+                    return ERR_OK;
+                }
+            }
         }
         void *nul = memchr(dst + i, '\0', chunk);
         if (nul) {

@@ -63,8 +63,9 @@ struct mem {
     uint64_t *cache_tag; /* page address + 1; 0 = empty */
     uint8_t *cache_data;
     uint64_t reads, misses;
-    /* Fault injection: fail the nth read from now on (0 = never). */
+    /* Fault injection: fail the nth backend read from now on (0 = never). */
     uint64_t fail_countdown;
+    bool injected; /* the last backend failure was injected */
 };
 
 /* Reads through the cache; ERR_READ when any byte is unreadable. */

@@ -26,8 +26,6 @@
 #define PY_LINETABLE_MAX (1u << 20)
 /* Largest container we walk (items of a tuple, list, dict or set). */
 #define PY_CONTAINER_MAX (1u << 24)
-/* Deque blocks we follow (64 items each). */
-#define PY_DEQUE_BLOCKS_MAX (1u << 20)
 /* Digits of an int we decode (30 bits each); larger ints show as "<big int>". */
 #define PY_LONG_DIGITS_MAX 3
 

@@ -9,6 +9,10 @@
  * stuck program's stacks use a few hundred. */
 #define PY_CODE_CACHE_SLOTS 8192
 
+/* Largest bytecode we believe (bytes); an instruction pointer further from
+ * its code's start is damage and gets no line. */
+#define PY_CODE_BYTES_MAX (64u << 20)
+
 struct py_code_cache {
     uint64_t addr[PY_CODE_CACHE_SLOTS];
     py_code *code[PY_CODE_CACHE_SLOTS];
@@ -136,7 +140,7 @@ int py_code_line(const py_code *c, int64_t idx) {
     }
     const uint8_t *p = c->linetable;
     size_t n = c->linetable_len, i = 0;
-    int line = c->firstlineno;
+    int64_t line = c->firstlineno; /* 64 bits: deltas from the target may overflow an int */
     int64_t start = 0;
     while (i < n) {
         uint8_t first = p[i++];
@@ -174,7 +178,7 @@ int py_code_line(const py_code *c, int64_t idx) {
         }
         line += delta;
         if (idx < start + length) {
-            return has_line ? line : -1;
+            return has_line && line >= 0 && line <= INT32_MAX ? (int)line : -1;
         }
         start += length;
     }
@@ -210,11 +214,12 @@ err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
     out->qualname = c->qualname;
     out->filename = c->filename;
     uint64_t base = code + (uint64_t)L->co_code_adaptive;
-    if (out->instr >= base || L->fr_instr_is_last) {
-        /* 3.11/3.12 keep the last executed instruction (base - 2 before the
-         * first); 3.13+ the current one. Both index the line table alike. */
-        int64_t idx = ((int64_t)out->instr - (int64_t)base) / 2;
-        out->line = py_code_line(c, idx);
+    /* 3.11/3.12 keep the last executed instruction (base - 2 before the
+     * first); 3.13+ the current one. Both index the line table alike. */
+    if (out->instr >= base && out->instr - base <= PY_CODE_BYTES_MAX) {
+        out->line = py_code_line(c, (int64_t)((out->instr - base) / 2));
+    } else if (L->fr_instr_is_last && out->instr < base && base - out->instr <= 2) {
+        out->line = py_code_line(c, -1);
     }
     return ERR_OK;
 }

@@ -295,15 +295,27 @@ err_t py_deque_items(py_target *t, uint64_t obj, vec *out) {
     }
     int64_t n = (int64_t)rd_u64(b, (size_t)t->L.ob_size);
     uint64_t block = rd_u64(b, (size_t)t->L.deque_left);
+    uint64_t right = rd_u64(b, (size_t)t->L.deque_right);
     int64_t index = (int64_t)rd_u64(b, (size_t)t->L.deque_leftindex);
-    if (n < 0 || n > PY_CONTAINER_MAX || index < 0 || index >= PY_DEQUE_BLOCKLEN) {
+    int64_t rightindex = (int64_t)rd_u64(b, (size_t)t->L.deque_rightindex);
+    if (n < 0 || n > PY_CONTAINER_MAX || index < 0 || index >= PY_DEQUE_BLOCKLEN ||
+        rightindex < -1 || rightindex >= PY_DEQUE_BLOCKLEN) {
         return ERR_CORRUPT;
     }
+    /* A deque of n items from leftindex spans this many blocks; a chain that
+     * needs more, or ends anywhere but at rightblock/rightindex, is damaged
+     * (a cycle included). */
+    uint64_t blocks_needed = (uint64_t)(index + n + PY_DEQUE_BLOCKLEN - 1) / PY_DEQUE_BLOCKLEN;
     uint64_t blk[1 + PY_DEQUE_BLOCKLEN + 1];
     for (uint64_t nb = 0; n > 0; nb++) {
-        if (nb == PY_DEQUE_BLOCKS_MAX || !block ||
-            mem_read(t->m, block, sizeof blk, blk) != ERR_OK) {
-            return block ? ERR_READ : ERR_CORRUPT;
+        if (nb >= blocks_needed || !block) {
+            return ERR_CORRUPT;
+        }
+        if (mem_read(t->m, block, sizeof blk, blk) != ERR_OK) {
+            return ERR_READ;
+        }
+        if (block == right && index + n - 1 != rightindex) {
+            return ERR_CORRUPT;
         }
         for (; index < PY_DEQUE_BLOCKLEN && n > 0; index++, n--) {
             uint64_t *slot = vec_push(out);
@@ -312,7 +324,9 @@ err_t py_deque_items(py_target *t, uint64_t obj, vec *out) {
             }
             *slot = blk[1 + index];
         }
-        block = blk[1 + PY_DEQUE_BLOCKLEN];
+        if (n > 0) {
+            block = blk[1 + PY_DEQUE_BLOCKLEN];
+        }
         index = 0;
     }
     return ERR_OK;

@@ -53,6 +53,7 @@ uint64_t fx_type(fx *f, uint64_t flags, uint64_t basicsize) {
 
 bool fx_open(fx *f, int minor) {
     memset(f, 0, sizeof *f);
+    unit_ctx("3.%d", minor);
     f->t.err = &f->err;
     f->next = FX_HEAP_BASE;
     if (!py_layout_builtin(minor, &f->t.L)) {
@@ -190,14 +191,14 @@ uint64_t fx_keys(fx *f, unsigned kind, const uint64_t *keys, const uint64_t *val
     if (!b) {
         return fx_put_free(f, b, len);
     }
-    fx_w64(b, 0, 1);          /* dk_refcnt */
-    b[8] = FX_KEYS_LOG2;      /* dk_log2_size */
-    b[9] = FX_KEYS_LOG2;      /* dk_log2_index_bytes: 8 one-byte indices */
-    b[10] = (uint8_t)kind;    /* dk_kind */
-    fx_w32(b, 12, 1);         /* dk_version */
+    fx_w64(b, 0, 1);                   /* dk_refcnt */
+    b[8] = FX_KEYS_LOG2;               /* dk_log2_size */
+    b[9] = FX_KEYS_LOG2;               /* dk_log2_index_bytes: 8 one-byte indices */
+    b[10] = (uint8_t)kind;             /* dk_kind */
+    fx_w32(b, 12, 1);                  /* dk_version */
     fx_w64(b, 16, FX_KEYS_USABLE - n); /* dk_usable */
-    fx_w64(b, 24, n);         /* dk_nentries */
-    memset(b + 32, 0xff, nslots); /* DKIX_EMPTY */
+    fx_w64(b, 24, n);                  /* dk_nentries */
+    memset(b + 32, 0xff, nslots);      /* DKIX_EMPTY */
     for (size_t i = 0; i < n; i++) {
         b[32 + i] = (uint8_t)i;
         size_t e = entries + i * esize;

@@ -1,7 +1,6 @@
-/* Hand-built CPython targets for the unit tests: a synthetic memory image,
- * a py_target with the built-in layout of one minor version, fake type
- * objects, and builders that lay out str, int, bytes, dict and other
- * objects exactly as that version does. */
+/* Hand-built CPython targets for the unit tests: a synthetic memory image, a
+ * py_target with one minor version's built-in layout, fake type objects, and
+ * builders laying out str, int, bytes and dict objects as that version does. */
 #ifndef SNARL_UNIT_FIXTURE_H
 #define SNARL_UNIT_FIXTURE_H
 
@@ -32,7 +31,8 @@ typedef struct fx {
     uint64_t next; /* where fx_put places the next object */
 } fx;
 
-/* Opens an image and fills the target for minor; false on failure. */
+/* Opens an image and fills the target for minor; false on failure. Labels
+ * the test's failure lines with the version. */
 bool fx_open(fx *f, int minor);
 void fx_close(fx *f);
 

@@ -132,7 +132,7 @@ TEST(mem_cache_hit_costs_no_backend_read_and_collisions_keep_pages_apart) {
     mem_close(m);
 }
 
-TEST(mem_read_cstr_stops_at_an_unmapped_page) {
+TEST(mem_read_cstr_stops_at_an_unmapped_page_but_not_before_it) {
     err_record err = {0};
     mem *m = mem_image_open(&err);
     if (!CHECK(m != NULL)) {
@@ -144,6 +144,9 @@ TEST(mem_read_cstr_stops_at_an_unmapped_page) {
     memcpy(page + 100, "end\0", 4);
     memcpy(page + MEM_PAGE_SIZE - 24, "tail\0", 5);
     CHECK_ERR(mem_image_add(m, 0x60000, page, sizeof page), ERR_OK);
+    memset(page, 'y', sizeof page);
+    memcpy(page + MEM_PAGE_SIZE - 6, "hello", 6); /* the NUL is the page's last byte */
+    CHECK_ERR(mem_image_add(m, 0x70000, page, sizeof page), ERR_OK);
     char s[64];
     memset(s, '?', sizeof s);
     CHECK_ERR(mem_read_cstr(m, 0x60000 + MEM_PAGE_SIZE - 8, s, sizeof s), ERR_READ);
@@ -154,21 +157,12 @@ TEST(mem_read_cstr_stops_at_an_unmapped_page) {
     CHECK_STR(s, "xxx");
     CHECK_ERR(mem_read_cstr(m, 0x60000 + 97, s, sizeof s), ERR_OK);
     CHECK_STR(s, "xxxend");
-    mem_close(m);
-}
-
-TEST(mem_read_cstr_ending_just_before_an_unmapped_page_succeeds) {
-    err_record err = {0};
-    mem *m = mem_image_open(&err);
-    if (!CHECK(m != NULL)) {
-        return;
-    }
-    uint8_t page[MEM_PAGE_SIZE] = {0};
-    memcpy(page + MEM_PAGE_SIZE - 6, "hello", 6); /* the NUL is the last byte */
-    CHECK_ERR(mem_image_add(m, 0x70000, page, sizeof page), ERR_OK);
-    char s[256];
     CHECK_ERR(mem_read_cstr(m, 0x70000 + MEM_PAGE_SIZE - 6, s, sizeof s), ERR_OK);
     CHECK_STR(s, "hello");
+    /* Three mapped bytes mid-page and cap 4: the fourth byte is never read. */
+    CHECK_ERR(mem_image_add(m, 0x80000 + 100, "abc", 3), ERR_OK);
+    CHECK_ERR(mem_read_cstr(m, 0x80000 + 100, s, 4), ERR_OK);
+    CHECK_STR(s, "abc");
     mem_close(m);
 }
 
@@ -237,5 +231,40 @@ TEST(mem_find_map_finds_the_containing_mapping_after_sorting) {
     CHECK(mem_find_map(m, 0x4000) == NULL);
     CHECK(mem_find_map(m, 0x6000) == NULL);
     CHECK(mem_find_map(m, 0) == NULL);
+    mem_close(m);
+}
+
+TEST(mem_read_cstr_finds_a_nul_in_a_partly_mapped_page) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    /* Only four bytes of the page exist (a cut core, a debugger's partial
+     * page): the string is complete, so it must be read. */
+    CHECK_ERR(mem_image_add(m, 0x20064, "abc", 4), ERR_OK);
+    char s[64];
+    CHECK_ERR(mem_read_cstr(m, 0x20064, s, sizeof s), ERR_OK);
+    CHECK_STR(s, "abc");
+    /* Without the NUL it ends at the hole, as an error. */
+    CHECK_ERR(mem_image_add(m, 0x30064, "abc", 3), ERR_OK);
+    CHECK_ERR(mem_read_cstr(m, 0x30064, s, sizeof s), ERR_READ);
+    mem_close(m);
+}
+
+TEST(mem_injected_failure_on_a_cold_page_reaches_the_caller) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    uint8_t page[MEM_PAGE_SIZE] = {1};
+    CHECK_ERR(mem_image_add(m, 0x50000, page, sizeof page), ERR_OK);
+    uint64_t v;
+    m->fail_countdown = 1;
+    CHECK_ERR(mem_read_u64(m, 0x50000, &v), ERR_READ);
+    /* Only that one read fails: the next one fills the cache. */
+    CHECK_ERR(mem_read_u64(m, 0x50000, &v), ERR_OK);
+    CHECK_EQ(v, 1);
     mem_close(m);
 }

@@ -53,47 +53,26 @@ TEST(str_311_header_is_8_bytes_larger_than_312) {
     fx_close(&f);
 }
 
-TEST(str_latin1_kind1_non_ascii_is_utf8_encoded) {
+TEST(str_each_kind_is_utf8_encoded) {
+    const uint32_t latin1[] = {'c', 'a', 'f', 0xE9, 0xFF};
+    const uint32_t ucs2[] = {0x416, 'x', 0x2192, 0x7FF, 0x800};
+    const uint32_t ucs4[] = {0x1F600, 'a', 0x10FFFF};
     for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
         fx f;
         if (!CHECK(fx_open(&f, fx_minors[v]))) {
             return;
         }
-        const uint32_t cps[] = {'c', 'a', 'f', 0xE9, 0xFF};
-        uint64_t s = fx_str_cp(&f, 1, false, cps, ARRAY_LEN(cps));
+        uint64_t s1 = fx_str_cp(&f, 1, false, latin1, ARRAY_LEN(latin1));
+        uint64_t s2 = fx_str_cp(&f, 2, false, ucs2, ARRAY_LEN(ucs2));
+        uint64_t s4 = fx_str_cp(&f, 4, false, ucs4, ARRAY_LEN(ucs4));
         char out[64];
-        CHECK_ERR(read_str(&f, s, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
+        CHECK_ERR(read_str(&f, s1, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
         CHECK_STR(out, "caf\xC3\xA9\xC3\xBF");
-        fx_close(&f);
-    }
-}
-
-TEST(str_ucs2_kind2_is_utf8_encoded) {
-    for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
-        fx f;
-        if (!CHECK(fx_open(&f, fx_minors[v]))) {
-            return;
-        }
-        const uint32_t cps[] = {0x416, 'x', 0x2192, 0x7FF, 0x800};
-        uint64_t s = fx_str_cp(&f, 2, false, cps, ARRAY_LEN(cps));
-        char out[64];
-        CHECK_ERR(read_str(&f, s, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
+        CHECK_ERR(read_str(&f, s2, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
         CHECK_STR(out, "\xD0\x96x\xE2\x86\x92\xDF\xBF\xE0\xA0\x80");
-        fx_close(&f);
-    }
-}
-
-TEST(str_ucs4_kind4_emoji_is_utf8_encoded) {
-    for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
-        fx f;
-        if (!CHECK(fx_open(&f, fx_minors[v]))) {
-            return;
-        }
-        const uint32_t cps[] = {0x1F600, 'a', 0x10FFFF};
-        uint64_t s = fx_str_cp(&f, 4, false, cps, ARRAY_LEN(cps));
-        char out[64];
-        CHECK_ERR(read_str(&f, s, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
-        CHECK_STR(out, "\xF0\x9F\x98\x80" "a\xF4\x8F\xBF\xBF");
+        CHECK_ERR(read_str(&f, s4, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
+        CHECK_STR(out, "\xF0\x9F\x98\x80"
+                       "a\xF4\x8F\xBF\xBF");
         fx_close(&f);
     }
 }
@@ -110,6 +89,9 @@ TEST(str_longer_than_max_chars_is_cut_and_marked) {
     bool cut = false;
     CHECK_ERR(read_str(&f, s, 3, out, sizeof out, &cut), ERR_OK);
     CHECK_STR(out, "abc");
+    CHECK(cut);
+    CHECK_ERR(read_str(&f, s, 7, out, sizeof out, &cut), ERR_OK);
+    CHECK_STR(out, "abcdefg");
     CHECK(cut);
     CHECK_ERR(read_str(&f, s, 8, out, sizeof out, &cut), ERR_OK);
     CHECK_STR(out, "abcdefgh");
@@ -152,7 +134,8 @@ TEST(str_lone_surrogate_becomes_replacement_character) {
     uint64_t s4 = fx_str_cp(&f, 4, false, big, 1);
     char out[64];
     CHECK_ERR(read_str(&f, s, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
-    CHECK_STR(out, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
+    CHECK_STR(out, "a\xEF\xBF\xBD"
+                   "b\xEF\xBF\xBD");
     CHECK_ERR(read_str(&f, s4, PY_STR_MAX, out, sizeof out, NULL), ERR_OK);
     CHECK_STR(out, "\xEF\xBF\xBD");
     fx_close(&f);
@@ -254,7 +237,7 @@ TEST(str_legacy_non_compact_reads_through_data_pointer) {
     fx_close(&f);
 }
 
-TEST(str_buf_cuts_on_a_utf8_boundary) {
+TEST(str_buf_cuts_on_a_utf8_boundary_and_respects_capacity) {
     fx f;
     if (!CHECK(fx_open(&f, 14))) {
         return;
@@ -267,20 +250,12 @@ TEST(str_buf_cuts_on_a_utf8_boundary) {
     CHECK_ERR(py_read_str_buf(&f.t, s, buf, 4), ERR_OK);
     CHECK_STR(buf, "a\xC3\xA9");
     CHECK_ERR(py_read_str_buf(&f.t, s, buf, sizeof buf), ERR_OK);
-    CHECK_STR(buf, "a\xC3\xA9" "b");
+    CHECK_STR(buf, "a\xC3\xA9"
+                   "b");
     CHECK_ERR(py_read_str_buf(&f.t, s + 8, buf, sizeof buf), ERR_CORRUPT);
     CHECK_STR(buf, "");
-    fx_close(&f);
-}
-
-TEST(str_buf_with_zero_capacity_writes_nothing) {
-    fx f;
-    if (!CHECK(fx_open(&f, 12))) {
-        return;
-    }
-    uint64_t s = fx_str(&f, "abc");
     char guard[2] = {'G', 'H'};
-    CHECK_ERR(py_read_str_buf(&f.t, s, guard, 0), ERR_OK);
+    CHECK_ERR(py_read_str_buf(&f.t, s, guard, 0), ERR_OK); /* no room even for the NUL */
     CHECK_EQ(guard[0], 'G');
     CHECK_EQ(guard[1], 'H');
     fx_close(&f);
@@ -300,6 +275,11 @@ TEST(long_small_values_in_every_encoding) {
             CHECK_ERR(py_read_long(&f.t, fx_long(&f, values[i]), &got), ERR_OK);
             CHECK_EQ(got, values[i]);
         }
+        /* Zero with its digit present (3.12+ small ints keep one). */
+        const uint32_t zero[] = {0};
+        int64_t got = 99;
+        CHECK_ERR(py_read_long(&f.t, fx_long_digits(&f, 0, zero, 1), &got), ERR_OK);
+        CHECK_EQ(got, 0);
         fx_close(&f);
     }
 }
@@ -326,22 +306,6 @@ TEST(long_two_digit_values_combine_30_bit_digits) {
     }
 }
 
-TEST(long_zero_is_zero_whatever_its_digit_count) {
-    fx f;
-    if (!CHECK(fx_open(&f, 12))) {
-        return;
-    }
-    /* 3.12 stores small 0 as lv_tag 1 (zero sign) with or without a digit. */
-    const uint32_t zero[] = {0};
-    int64_t got = 99;
-    CHECK_ERR(py_read_long(&f.t, fx_long_digits(&f, 0, zero, 1), &got), ERR_OK);
-    CHECK_EQ(got, 0);
-    got = 99;
-    CHECK_ERR(py_read_long(&f.t, fx_long_digits(&f, 0, zero, 0), &got), ERR_OK);
-    CHECK_EQ(got, 0);
-    fx_close(&f);
-}
-
 TEST(long_beyond_three_digits_or_63_bits_is_limit) {
     for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
         fx f;
@@ -350,7 +314,7 @@ TEST(long_beyond_three_digits_or_63_bits_is_limit) {
         }
         const uint32_t four[] = {1, 2, 3, 4};
         const uint32_t full3[] = {0x3FFFFFFF, 0x3FFFFFFF, 0x3FFFFFFF};
-        const uint32_t top3[] = {0, 0, 8}; /* exactly 2^63 */
+        const uint32_t top3[] = {0, 0, 8};                   /* exactly 2^63 */
         const uint32_t max3[] = {0x3FFFFFFF, 0x3FFFFFFF, 7}; /* 2^63 - 1 */
         int64_t got;
         CHECK_ERR(py_read_long(&f.t, fx_long_digits(&f, 1, four, 4), &got), ERR_LIMIT);

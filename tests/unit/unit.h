@@ -23,6 +23,10 @@ bool unit_check_str(const char *got, const char *want, const char *expr_got, con
                     int line);
 bool unit_check_err(err_t got, err_t want, const char *expr, const char *file, int line);
 
+/* Labels the checks that follow (e.g. "3.12", "index 5") in failure lines,
+ * until the next call or the end of the test. */
+void unit_ctx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A scratch directory private to this run, created on first use and
  * removed (when empty) at exit; NULL if it cannot be created. */
 const char *unit_tmpdir(void);

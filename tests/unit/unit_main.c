@@ -3,13 +3,16 @@
  * check and ends with "N passed, N failed" counted in test functions. */
 #include "unit.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Registered tests; the suite has about sixty, so this leaves ample room. */
+/* Registered tests; the suite has about seventy, so this leaves ample room. */
 #define UNIT_TESTS_MAX 512
+/* A context label is a version or an index, or a one-sentence error. */
+#define UNIT_CTX_LEN 160
 
 typedef struct unit_test {
     const char *name;
@@ -21,6 +24,7 @@ static size_t unit_ntests;
 static bool unit_overflow;
 static const char *unit_current;
 static bool unit_current_failed;
+static char unit_ctx_buf[UNIT_CTX_LEN];
 static char unit_dir[64];
 
 void unit_register(const char *name, unit_fn fn) {
@@ -33,9 +37,20 @@ void unit_register(const char *name, unit_fn fn) {
     unit_ntests++;
 }
 
+void unit_ctx(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(unit_ctx_buf, sizeof unit_ctx_buf, fmt, ap);
+    va_end(ap);
+}
+
 static void unit_fail_line(const char *file, int line) {
     unit_current_failed = true;
-    printf("FAIL %s (%s:%d): ", unit_current ? unit_current : "?", file, line);
+    printf("FAIL %s (%s:%d)", unit_current ? unit_current : "?", file, line);
+    if (unit_ctx_buf[0]) {
+        printf(" [%s]", unit_ctx_buf);
+    }
+    printf(": ");
 }
 
 bool unit_check(bool ok, const char *expr, const char *file, int line) {
@@ -120,6 +135,7 @@ int main(int argc, char **argv) {
         }
         unit_current = unit_tests[i].name;
         unit_current_failed = false;
+        unit_ctx_buf[0] = '\0';
         unit_tests[i].fn();
         if (unit_current_failed) {
             failed++;

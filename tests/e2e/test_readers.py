@@ -1,0 +1,158 @@
+"""The CPython layer's object readers and GC enumeration against the
+interpreter's own view, on every interpreter of the matrix, live and from a
+core made with gcore. samples/objects_stuck.py records id() and the decoded
+value of every attribute of its objects, the Marker instances
+gc.get_objects() lists and, once all its threads are blocked,
+len(gc.get_objects()); build/snarl-probe reads the same through py_gc_each,
+py_type_of, py_type_name, py_attr and the str, int and container readers."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from harness import READY_TIMEOUT, ROOT, Sample
+
+PROBE = os.path.join(ROOT, "build", "snarl-probe")
+SAMPLE = "objects_stuck.py"
+# py_read_long decodes what fits a signed 64-bit integer; larger ints are
+# reported as ERR_LIMIT ("<big int>" in the product).
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+# Objects snarl's GC walk may count beyond the truth. None: the sample counts
+# once every other thread is blocked and allocates nothing GC-tracked after
+# counting, so the lists hold exactly that many objects. gc.get_objects()
+# leaves out the permanent generation (gc.freeze(); CPython 3.12 starts with
+# a few hundred objects there) and its own result list; snarl walks the
+# first and never sees the second, so the truth adds gc.get_freeze_count().
+GC_COUNT_TOLERANCE = 0
+# Mismatches listed in a failure message; the rest are counted.
+SHOWN_MISMATCHES = 30
+# Characters of a value shown in a mismatch (long strs, big containers).
+SHOWN_CHARS = 400
+
+
+@pytest.fixture(scope="session")
+def probe():
+    if not os.access(PROBE, os.X_OK):
+        pytest.fail("build/snarl-probe is missing: run make first")
+    return PROBE
+
+
+def settled_count(sample):
+    """len(gc.get_objects()) as the sample's last thread wrote it once the
+    process was at rest; the target must not be read before."""
+    path = sample.truth_path + ".gc.json"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)["gc_objects"]
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sample never wrote %s" % path)
+            time.sleep(0.02)
+
+
+def run_probe(truth, *target):
+    args = [PROBE]
+    for t in sorted({o["type"] for o in truth["objects"]} | {"Marker"}):
+        args += ["-t", t]
+    for a in truth["attr_names"]:
+        args += ["-a", a]
+    out = subprocess.run(args + [str(t) for t in target], capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    return json.loads(out.stdout.decode("utf-8"))
+
+
+def normalized(d):
+    """A value as both sides can state it: the type by its short name (the
+    probe prints tp_name, e.g. "collections.deque"), set items in address
+    order."""
+    if "absent" in d:
+        return d
+    out = dict(d, type=d["type"].rsplit(".", 1)[-1])
+    if "items" in d:
+        items = [[normalized(x) for x in i] if isinstance(i, list) else normalized(i)
+                 for i in d["items"]]
+        if out["type"] in ("set", "frozenset"):
+            items.sort(key=lambda i: i["addr"])
+        out["items"] = items
+    return out
+
+
+def expected(want):
+    """The truth's value as snarl-probe must report it: whole strings (the
+    probe reads up to 64 Ki code points), ints beyond 64 bits refused."""
+    if "absent" in want:
+        return want
+    out = dict(want)
+    if "int" in out and not INT64_MIN <= out["int"] <= INT64_MAX:
+        del out["int"]
+        out["error"] = "LIMIT"
+    if "str" in out:
+        out["cut"] = False
+    if "items" in out:
+        out["items"] = [[expected(x) for x in i] if isinstance(i, list) else expected(i)
+                        for i in out["items"]]
+    return normalized(out)
+
+
+def short(value):
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+
+
+def assert_matches_truth(doc, truth, gc_count):
+    # The sample must spread its Markers over generations, or finding them
+    # all would not show that every generation is walked.
+    assert len(set(truth["marker_generations"].values())) >= 2, truth["marker_generations"]
+    assert doc["python"] == truth["python"]
+    wrong = []
+    if doc["gc_truncated"]:
+        wrong.append("the GC walk was cut short")
+    want_count = gc_count + truth["freeze_count"]
+    if abs(doc["gc_objects"] - want_count) > GC_COUNT_TOLERANCE:
+        wrong.append("GC objects: snarl %d, the interpreter %d (%d listed + %d frozen)" %
+                     (doc["gc_objects"], want_count, gc_count, truth["freeze_count"]))
+    got_markers = {o["addr"] for o in doc["objects"] if o["type"] == "Marker"}
+    want_markers = set(truth["markers"])
+    if got_markers != want_markers:
+        wrong.append("Markers: missing %s, extra %s" % (sorted(want_markers - got_markers),
+                                                         sorted(got_markers - want_markers)))
+    got = {o["addr"]: o for o in doc["objects"]}
+    for obj in truth["objects"]:
+        mine = got.get(obj["addr"])
+        if mine is None:
+            wrong.append("%s at %s: not found on the GC lists" % (obj["type"], obj["addr"]))
+            continue
+        if mine["type"] != obj["type"]:
+            wrong.append("%s at %s: type %s" % (obj["type"], obj["addr"], mine["type"]))
+        name = obj["attrs"].get("name", {}).get("str", "")
+        for attr, want in sorted(obj["attrs"].items()):
+            have = mine["attrs"].get(attr, {"not in the probe's output": True})
+            if normalized(have) != expected(want):
+                wrong.append("%s %r (%s).%s:\n    snarl    %s\n    expected %s" %
+                             (obj["type"], name, obj["addr"], attr, short(normalized(have)),
+                              short(expected(want))))
+    assert not wrong, "%d mismatches:\n%s%s" % (
+        len(wrong), "\n".join(wrong[:SHOWN_MISMATCHES]),
+        "\n..." if len(wrong) > SHOWN_MISMATCHES else "")
+
+
+def test_readers_live_match_the_interpreter(python, probe, tmp_path):
+    with Sample(python, SAMPLE, tmp_path) as s:
+        count = settled_count(s)
+        doc = run_probe(s.truth, s.pid)
+        assert_matches_truth(doc, s.truth, count)
+
+
+@pytest.mark.skipif(not shutil.which("gcore"), reason="gcore (gdb) not installed")
+def test_readers_from_gcore_core_match_the_interpreter(python, probe, tmp_path):
+    with Sample(python, SAMPLE, tmp_path) as s:
+        count = settled_count(s)
+        core = s.gcore(str(tmp_path))
+        truth = s.truth
+    doc = run_probe(truth, core)
+    assert_matches_truth(doc, truth, count)

@@ -1,0 +1,378 @@
+/* snarl-probe, a test tool for tests/e2e/test_readers.py: opens a live process
+ * or a core as the engine does, walks the main interpreter's GC lists, and
+ * prints one JSON document with the object count and every instance of the
+ * named types, each named attribute decoded with the CPython layer's readers. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/mem/mem.h"
+#include "../../src/py/py.h"
+#include "../../src/sym/sym.h"
+
+/* Type flags (identical 3.11-3.15): which reader an object's type calls for,
+ * subclasses included. */
+#define PROBE_TPFLAGS_LONG_SUBCLASS (1ul << 24)
+#define PROBE_TPFLAGS_LIST_SUBCLASS (1ul << 25)
+#define PROBE_TPFLAGS_TUPLE_SUBCLASS (1ul << 26)
+#define PROBE_TPFLAGS_UNICODE_SUBCLASS (1ul << 28)
+#define PROBE_TPFLAGS_DICT_SUBCLASS (1ul << 29)
+/* Code points decoded per str: above any string the sample makes, so a
+ * test sees whole strings rather than PY_STR_MAX's cut. */
+#define PROBE_STR_MAX (1u << 16)
+/* Longest type name compared or printed (Python's are far shorter). */
+#define PROBE_TYPE_NAME_MAX 128
+/* Types and attributes named on the command line. */
+#define PROBE_NAMES_MAX 512
+/* Interpreters followed to reach the main one, the last of the list. */
+#define PROBE_INTERPRETERS_MAX 256
+
+static const char probe_usage[] =
+    "usage: snarl-probe [-t TYPE]... [-a ATTR]... [--sysroot DIR] PID|CORE [EXE]\n";
+
+/* Used when no -t / -a is given. */
+static const char *const probe_default_types[] = {"Marker"};
+static const char *const probe_default_attrs[] = {"name", "child", "weak", "method"};
+
+typedef struct probe {
+    py_target *py;
+    const char **types, **attrs;
+    size_t ntypes, nattrs;
+    u64set wanted, unwanted; /* type objects already classified */
+    vec found;               /* uint64_t: instances of a wanted type */
+    uint64_t count;
+    err_t walk_err;
+} probe;
+
+static void json_str(sbuf *o, const char *s) {
+    sbuf_addc(o, '"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            sbuf_addc(o, '\\');
+            sbuf_addc(o, (char)c);
+        } else if (c < 0x20) {
+            sbuf_printf(o, "\\u%04x", c);
+        } else {
+            sbuf_addc(o, (char)c);
+        }
+    }
+    sbuf_addc(o, '"');
+}
+
+static void json_addr(sbuf *o, const char *key, uint64_t addr) {
+    sbuf_printf(o, "\"%s\": \"0x%" PRIx64 "\"", key, addr);
+}
+
+static bool probe_type_wanted(probe *p, uint64_t type) {
+    if (u64set_has(&p->wanted, type)) {
+        return true;
+    }
+    if (u64set_has(&p->unwanted, type)) {
+        return false;
+    }
+    char name[PROBE_TYPE_NAME_MAX];
+    bool want = false;
+    if (py_type_name(p->py, type, name, sizeof name) == ERR_OK) {
+        for (size_t i = 0; i < p->ntypes && !want; i++) {
+            want = strcmp(name, p->types[i]) == 0;
+        }
+    }
+    u64set_add(want ? &p->wanted : &p->unwanted, type);
+    return want;
+}
+
+static int probe_on_object(void *ctx, uint64_t obj) {
+    probe *p = ctx;
+    uint64_t type, *slot;
+    p->count++;
+    if (py_type_of(p->py, obj, &type) != ERR_OK || !probe_type_wanted(p, type)) {
+        return 0;
+    }
+    if (!(slot = vec_push(&p->found))) {
+        p->walk_err = ERR_NOMEM;
+        return 1;
+    }
+    *slot = obj;
+    return 0;
+}
+
+/* "addr", "type" and, for str and int (bool included), the decoded value. */
+static void probe_scalar(probe *p, sbuf *o, uint64_t obj, uint64_t *type_out,
+                         uint64_t *flags_out) {
+    uint64_t type = 0, flags = 0;
+    char name[PROBE_TYPE_NAME_MAX] = "?";
+    json_addr(o, "addr", obj);
+    if (py_type_of(p->py, obj, &type) == ERR_OK) {
+        py_type_name(p->py, type, name, sizeof name);
+        mem_read_u64(p->py->m, type + (uint64_t)p->py->L.tp_flags, &flags);
+    }
+    sbuf_adds(o, ", \"type\": ");
+    json_str(o, name);
+    err_t e = ERR_OK;
+    if (flags & PROBE_TPFLAGS_UNICODE_SUBCLASS) {
+        sbuf text;
+        bool cut;
+        sbuf_init(&text);
+        if ((e = py_read_str(p->py, obj, &text, PROBE_STR_MAX, &cut)) == ERR_OK) {
+            sbuf_adds(o, ", \"str\": ");
+            json_str(o, sbuf_str(&text));
+            sbuf_printf(o, ", \"cut\": %s", cut ? "true" : "false");
+        }
+        sbuf_free(&text);
+    } else if (flags & PROBE_TPFLAGS_LONG_SUBCLASS) {
+        int64_t v;
+        if ((e = py_read_long(p->py, obj, &v)) == ERR_OK) {
+            sbuf_printf(o, ", \"int\": %" PRId64, v);
+        }
+    }
+    if (e != ERR_OK) {
+        sbuf_printf(o, ", \"error\": \"%s\"", err_name(e));
+    }
+    *type_out = type;
+    *flags_out = flags;
+}
+
+/* Items shallowly: each as probe_scalar, dict items as [key, value]. */
+static void probe_items(probe *p, sbuf *o, const vec *items, bool pairs) {
+    uint64_t type, flags;
+    size_t step = pairs ? 2 : 1;
+    sbuf_adds(o, ", \"items\": [");
+    for (size_t i = 0; i + step <= items->len; i += step) {
+        sbuf_adds(o, i ? ", " : "");
+        sbuf_adds(o, pairs ? "[{" : "{");
+        probe_scalar(p, o, *VEC_AT(items, uint64_t, i), &type, &flags);
+        if (pairs) {
+            sbuf_adds(o, "}, {");
+            probe_scalar(p, o, *VEC_AT(items, uint64_t, i + 1), &type, &flags);
+        }
+        sbuf_adds(o, pairs ? "}]" : "}");
+    }
+    sbuf_adds(o, "]");
+}
+
+/* probe_scalar plus one level of contents: container items (dict items as
+ * [key, value] pairs), a weakref's referent, a bound method's self and
+ * function. */
+static void probe_describe(probe *p, sbuf *o, uint64_t obj) {
+    const py_types *T = &p->py->types;
+    const py_layout *L = &p->py->L;
+    uint64_t type, flags;
+    char name[PROBE_TYPE_NAME_MAX] = "";
+    sbuf_adds(o, "{");
+    probe_scalar(p, o, obj, &type, &flags);
+    py_type_name(p->py, type, name, sizeof name);
+    vec items;
+    vec_init(&items, sizeof(uint64_t));
+    err_t e = ERR_OK;
+    bool listed = true, pairs = false;
+    if (flags & PROBE_TPFLAGS_TUPLE_SUBCLASS) {
+        e = py_tuple_items(p->py, obj, &items);
+    } else if (flags & PROBE_TPFLAGS_LIST_SUBCLASS) {
+        e = py_list_items(p->py, obj, &items);
+    } else if (flags & PROBE_TPFLAGS_DICT_SUBCLASS) {
+        e = py_dict_items(p->py, obj, &items);
+        pairs = true;
+    } else if (type == T->set || type == T->frozenset) {
+        e = py_set_items(p->py, obj, &items);
+    } else if (strcmp(name, "collections.deque") == 0) {
+        e = py_deque_items(p->py, obj, &items);
+    } else {
+        listed = false;
+    }
+    if (listed && e == ERR_OK) {
+        probe_items(p, o, &items, pairs);
+    } else if (listed) {
+        sbuf_printf(o, ", \"items_error\": \"%s\"", err_name(e));
+    }
+    vec_free(&items);
+    uint64_t a = 0, b = 0;
+    if (type && type == T->weakref) {
+        if (mem_read_u64(p->py->m, obj + (uint64_t)L->wr_object, &a) == ERR_OK) {
+            sbuf_adds(o, ", ");
+            json_addr(o, "referent", a);
+        }
+    } else if (type && type == T->method) {
+        if (mem_read_u64(p->py->m, obj + (uint64_t)L->meth_self, &a) == ERR_OK &&
+            mem_read_u64(p->py->m, obj + (uint64_t)L->meth_func, &b) == ERR_OK) {
+            sbuf_adds(o, ", ");
+            json_addr(o, "self", a);
+            sbuf_adds(o, ", ");
+            json_addr(o, "func", b);
+        }
+    }
+    sbuf_adds(o, "}");
+}
+
+static void probe_object(probe *p, sbuf *o, uint64_t obj) {
+    uint64_t type = 0;
+    char name[PROBE_TYPE_NAME_MAX] = "?";
+    if (py_type_of(p->py, obj, &type) == ERR_OK) {
+        py_type_name(p->py, type, name, sizeof name);
+    }
+    sbuf_adds(o, "  {");
+    json_addr(o, "addr", obj);
+    sbuf_adds(o, ", \"type\": ");
+    json_str(o, name);
+    sbuf_adds(o, ", \"attrs\": {");
+    for (size_t i = 0; i < p->nattrs; i++) {
+        uint64_t value = 0;
+        err_t e = py_attr(p->py, obj, p->attrs[i], &value);
+        sbuf_adds(o, i ? ",\n    " : "\n    ");
+        json_str(o, p->attrs[i]);
+        if (e != ERR_OK) {
+            sbuf_printf(o, ": {\"error\": \"%s\"}", err_name(e));
+        } else if (!value) {
+            sbuf_adds(o, ": {\"absent\": true}");
+        } else {
+            sbuf_adds(o, ": ");
+            probe_describe(p, o, value);
+        }
+    }
+    sbuf_adds(o, "}}");
+}
+
+/* The main interpreter is the first created, so the last of the list. */
+static err_t probe_main_interp(py_target *py, uint64_t *interp) {
+    uint64_t at, next;
+    if (mem_read_u64(py->m, py->runtime + (uint64_t)py->L.rt_interp_head, &at) != ERR_OK || !at) {
+        return ERR_READ;
+    }
+    for (int i = 0; i < PROBE_INTERPRETERS_MAX; i++) {
+        if (mem_read_u64(py->m, at + (uint64_t)py->L.is_next, &next) != ERR_OK) {
+            return ERR_READ;
+        }
+        if (!next) {
+            *interp = at;
+            return ERR_OK;
+        }
+        at = next;
+    }
+    return ERR_LIMIT;
+}
+
+static int probe_fail(const err_record *err, const char *what) {
+    fprintf(stderr, "snarl-probe: %s: %s\n", what, err->msg[0] ? err->msg : err_sentence(err->code));
+    return 2;
+}
+
+static bool probe_is_pid(const char *s) {
+    if (!*s) {
+        return false;
+    }
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int main(int argc, char **argv) {
+    static const char *types[PROBE_NAMES_MAX], *attrs[PROBE_NAMES_MAX];
+    size_t ntypes = 0, nattrs = 0;
+    const char *sysroot = NULL, *target = NULL, *exe = NULL;
+    for (int i = 1; i < argc; i++) {
+        bool has_value = i + 1 < argc;
+        if (strcmp(argv[i], "-t") == 0 && has_value && ntypes < PROBE_NAMES_MAX) {
+            types[ntypes++] = argv[++i];
+        } else if (strcmp(argv[i], "-a") == 0 && has_value && nattrs < PROBE_NAMES_MAX) {
+            attrs[nattrs++] = argv[++i];
+        } else if (strcmp(argv[i], "--sysroot") == 0 && has_value) {
+            sysroot = argv[++i];
+        } else if (argv[i][0] != '-' && !target) {
+            target = argv[i];
+        } else if (argv[i][0] != '-' && !exe) {
+            exe = argv[i];
+        } else {
+            fputs(probe_usage, stderr);
+            return 2;
+        }
+    }
+    if (!target) {
+        fputs(probe_usage, stderr);
+        return 2;
+    }
+    probe p = {.types = types, .attrs = attrs, .ntypes = ntypes, .nattrs = nattrs};
+    if (!ntypes) {
+        p.types = (const char **)probe_default_types;
+        p.ntypes = ARRAY_LEN(probe_default_types);
+    }
+    if (!nattrs) {
+        p.attrs = (const char **)probe_default_attrs;
+        p.nattrs = ARRAY_LEN(probe_default_attrs);
+    }
+
+    err_record err;
+    err_clear(&err);
+    bool live = probe_is_pid(target) && !exe;
+    mem *m = live ? mem_live_open(&err, atoi(target), false)
+                  : mem_core_open(&err, target, exe, sysroot);
+    if (!m) {
+        return probe_fail(&err, target);
+    }
+    sym_table sym;
+    py_target py;
+    bool py_opened = false;
+    err_t e = sym_open(&sym, m);
+    if (e != ERR_OK) {
+        err_set(&err, e, "%s", err_sentence(e));
+    } else {
+        e = py_open(&py, m, &sym, &err);
+        py_opened = true;
+    }
+    p.py = &py;
+    u64set_init(&p.wanted);
+    u64set_init(&p.unwanted);
+    vec_init(&p.found, sizeof(uint64_t));
+    uint64_t interp = 0;
+    bool truncated = false;
+    if (e == ERR_OK && (e = probe_main_interp(&py, &interp)) == ERR_OK) {
+        e = py_gc_each(&py, interp, probe_on_object, &p, &truncated);
+        if (e == ERR_OK) {
+            e = p.walk_err;
+        }
+        if (e != ERR_OK) {
+            err_set(&err, e, "walking the GC lists of interpreter 0x%" PRIx64 ": %s", interp,
+                    err_sentence(e));
+        }
+    } else if (e != ERR_OK && err.code == ERR_OK) {
+        err_set(&err, e, "the main interpreter is not readable");
+    }
+    int status = 0;
+    if (e != ERR_OK) {
+        status = probe_fail(&err, target);
+    } else {
+        sbuf o;
+        sbuf_init(&o);
+        sbuf_adds(&o, "{\"python\": ");
+        json_str(&o, py.version);
+        sbuf_printf(&o, ", \"gc_objects\": %" PRIu64 ", \"gc_truncated\": %s, ", p.count,
+                    truncated ? "true" : "false");
+        json_addr(&o, "interp", interp);
+        sbuf_adds(&o, ",\n \"objects\": [\n");
+        for (size_t i = 0; i < p.found.len; i++) {
+            sbuf_adds(&o, i ? ",\n" : "");
+            probe_object(&p, &o, *VEC_AT(&p.found, uint64_t, i));
+        }
+        sbuf_adds(&o, "]}\n");
+        if (o.oom) {
+            fputs("snarl-probe: out of memory\n", stderr);
+            status = 2;
+        } else {
+            fwrite(o.data, 1, o.len, stdout);
+        }
+        sbuf_free(&o);
+    }
+    vec_free(&p.found);
+    u64set_free(&p.unwanted);
+    u64set_free(&p.wanted);
+    if (py_opened) {
+        py_close(&py);
+    }
+    sym_close(&sym);
+    mem_close(m);
+    return status;
+}
