@@ -97,24 +97,46 @@ static bool core_read_from_file(mem_core *c, uint64_t addr, size_t len, void *ds
     return core_pread_all(c->map_fds[idx], dst, len, mp->offset + (addr - mp->start));
 }
 
+/* First segment starting above addr, or NULL. */
+static const core_seg *core_next_seg(const mem_core *c, uint64_t addr) {
+    size_t lo = 0, hi = c->segs.len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (VEC_AT(&c->segs, core_seg, mid)->vaddr <= addr) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < c->segs.len ? VEC_AT(&c->segs, core_seg, lo) : NULL;
+}
+
 static err_t core_read(mem *m, uint64_t addr, size_t len, void *dst) {
     mem_core *c = (mem_core *)m;
     uint8_t *out = dst;
     while (len > 0) {
         const core_seg *s = core_find_seg(c, addr);
+        size_t n;
         if (!s) {
-            return ERR_READ;
-        }
-        uint64_t in_seg = addr - s->vaddr;
-        size_t n = (size_t)(s->memsz - in_seg < len ? s->memsz - in_seg : len);
-        if (in_seg < s->filesz) {
-            size_t from_core = (size_t)(s->filesz - in_seg < n ? s->filesz - in_seg : n);
-            if (!core_pread_all(c->fd, out, from_core, s->offset + in_seg)) {
+            /* gcore leaves read-only file mappings out altogether (the kernel
+             * writes them with p_filesz 0): only the mapped file has them. */
+            const core_seg *next = core_next_seg(c, addr);
+            n = next && next->vaddr - addr < len ? (size_t)(next->vaddr - addr) : len;
+            if (!c->map_fds || !core_read_from_file(c, addr, n, out)) {
                 return ERR_READ;
             }
-            n = from_core;
-        } else if (!c->map_fds || !core_read_from_file(c, addr, n, out)) {
-            return ERR_READ;
+        } else {
+            uint64_t in_seg = addr - s->vaddr;
+            n = (size_t)(s->memsz - in_seg < len ? s->memsz - in_seg : len);
+            if (in_seg < s->filesz) {
+                size_t from_core = (size_t)(s->filesz - in_seg < n ? s->filesz - in_seg : n);
+                if (!core_pread_all(c->fd, out, from_core, s->offset + in_seg)) {
+                    return ERR_READ;
+                }
+                n = from_core;
+            } else if (!c->map_fds || !core_read_from_file(c, addr, n, out)) {
+                return ERR_READ;
+            }
         }
         addr += n;
         out += n;

@@ -66,19 +66,21 @@ def run_probe(truth, *target):
     return json.loads(out.stdout.decode("utf-8"))
 
 
-def normalized(d):
-    """A value as both sides can state it: the type by its short name (the
-    probe prints tp_name, e.g. "collections.deque"), set items in address
-    order."""
+SETS = ("set", "frozenset")
+
+
+def normalized(d, unordered=False):
+    """A value as both sides can state it: types by their short name (the
+    probe prints tp_name, e.g. "collections.deque"), the items of a set in
+    address order."""
     if "absent" in d:
         return d
     out = dict(d, type=d["type"].rsplit(".", 1)[-1])
     if "items" in d:
-        items = [[normalized(x) for x in i] if isinstance(i, list) else normalized(i)
-                 for i in d["items"]]
-        if out["type"] in ("set", "frozenset"):
-            items.sort(key=lambda i: i["addr"])
-        out["items"] = items
+        out["items"] = [[normalized(x) for x in i] if isinstance(i, list) else normalized(i)
+                        for i in d["items"]]
+        if unordered:
+            out["items"].sort(key=lambda i: i["addr"])
     return out
 
 
@@ -96,7 +98,28 @@ def expected(want):
     if "items" in out:
         out["items"] = [[expected(x) for x in i] if isinstance(i, list) else expected(i)
                         for i in out["items"]]
-    return normalized(out)
+    return normalized(out, out["type"] in SETS)
+
+
+def untyped(d):
+    """d without type names: values are compared apart from py_type_name."""
+    if isinstance(d, list):
+        return [untyped(x) for x in d]
+    if isinstance(d, dict):
+        return {k: untyped(v) for k, v in d.items() if k not in ("type", "type_error")}
+    return d
+
+
+def typed(d):
+    """(address, type name, py_type_name's error) of a value and of each item
+    it lists, in order."""
+    if "absent" in d:
+        return []
+    out = [(d["addr"], d["type"], d.get("type_error"))]
+    for i in d.get("items", []):
+        for x in i if isinstance(i, list) else [i]:
+            out += typed(x)
+    return out
 
 
 def short(value):
@@ -122,6 +145,9 @@ def assert_matches_truth(doc, truth, gc_count):
         wrong.append("Markers: missing %s, extra %s" % (sorted(want_markers - got_markers),
                                                          sorted(got_markers - want_markers)))
     got = {o["addr"]: o for o in doc["objects"]}
+    # Type names are checked apart and summed up by (expected, got): one
+    # unreadable tp_name would otherwise show in every value of that type.
+    bad_types = {}
     for obj in truth["objects"]:
         mine = got.get(obj["addr"])
         if mine is None:
@@ -130,12 +156,22 @@ def assert_matches_truth(doc, truth, gc_count):
         if mine["type"] != obj["type"]:
             wrong.append("%s at %s: type %s" % (obj["type"], obj["addr"], mine["type"]))
         name = obj["attrs"].get("name", {}).get("str", "")
-        for attr, want in sorted(obj["attrs"].items()):
+        for attr, want_raw in sorted(obj["attrs"].items()):
+            want = expected(want_raw)
             have = mine["attrs"].get(attr, {"not in the probe's output": True})
-            if normalized(have) != expected(want):
-                wrong.append("%s %r (%s).%s:\n    snarl    %s\n    expected %s" %
-                             (obj["type"], name, obj["addr"], attr, short(normalized(have)),
-                              short(expected(want))))
+            have = normalized(have, want.get("type") in SETS) if "type" in have else have
+            where = "%s %r (%s).%s" % (obj["type"], name, obj["addr"], attr)
+            if untyped(have) != untyped(want):
+                wrong.append("%s:\n    snarl    %s\n    expected %s" %
+                             (where, short(have), short(want)))
+                continue
+            for (addr, t, err), (_, t_want, _) in zip(typed(have), typed(want)):
+                if t != t_want:
+                    key = (t_want, t, err)
+                    bad_types.setdefault(key, [0, "%s at %s" % (where, addr)])[0] += 1
+    for (t_want, t, err), (n, example) in sorted(bad_types.items()):
+        wrong.append("type %s read as %r%s, %d times, e.g. %s" %
+                     (t_want, t, " (%s)" % err if err else "", n, example))
     assert not wrong, "%d mismatches:\n%s%s" % (
         len(wrong), "\n".join(wrong[:SHOWN_MISMATCHES]),
         "\n..." if len(wrong) > SHOWN_MISMATCHES else "")

@@ -99,20 +99,34 @@ static int probe_on_object(void *ctx, uint64_t obj) {
     return 0;
 }
 
-/* "addr", "type" and, for str and int (bool included), the decoded value. */
-static void probe_scalar(probe *p, sbuf *o, uint64_t obj, uint64_t *type_out,
-                         uint64_t *flags_out) {
-    uint64_t type = 0, flags = 0;
-    char name[PROBE_TYPE_NAME_MAX] = "?";
-    json_addr(o, "addr", obj);
-    if (py_type_of(p->py, obj, &type) == ERR_OK) {
-        py_type_name(p->py, type, name, sizeof name);
-        mem_read_u64(p->py->m, type + (uint64_t)p->py->L.tp_flags, &flags);
+/* Writes "addr" and "type" (tp_name, with "type_error" when unreadable);
+ * fills the type object, its flags and its name. */
+static void probe_head(probe *p, sbuf *o, uint64_t obj, uint64_t *type, uint64_t *flags,
+                       char *name, size_t cap) {
+    *type = 0;
+    *flags = 0;
+    snprintf(name, cap, "?");
+    err_t e = py_type_of(p->py, obj, type);
+    if (e == ERR_OK && (e = py_type_name(p->py, *type, name, cap)) != ERR_OK) {
+        snprintf(name, cap, "?");
     }
+    if (*type) {
+        mem_read_u64(p->py->m, *type + (uint64_t)p->py->L.tp_flags, flags);
+    }
+    json_addr(o, "addr", obj);
     sbuf_adds(o, ", \"type\": ");
     json_str(o, name);
+    if (e != ERR_OK) {
+        sbuf_printf(o, ", \"type_error\": \"%s\"", err_name(e));
+    }
+}
+
+/* probe_head and, for str and int (bool included), the decoded value. */
+static void probe_scalar(probe *p, sbuf *o, uint64_t obj, uint64_t *type, uint64_t *flags,
+                         char *name, size_t cap) {
+    probe_head(p, o, obj, type, flags, name, cap);
     err_t e = ERR_OK;
-    if (flags & PROBE_TPFLAGS_UNICODE_SUBCLASS) {
+    if (*flags & PROBE_TPFLAGS_UNICODE_SUBCLASS) {
         sbuf text;
         bool cut;
         sbuf_init(&text);
@@ -122,7 +136,7 @@ static void probe_scalar(probe *p, sbuf *o, uint64_t obj, uint64_t *type_out,
             sbuf_printf(o, ", \"cut\": %s", cut ? "true" : "false");
         }
         sbuf_free(&text);
-    } else if (flags & PROBE_TPFLAGS_LONG_SUBCLASS) {
+    } else if (*flags & PROBE_TPFLAGS_LONG_SUBCLASS) {
         int64_t v;
         if ((e = py_read_long(p->py, obj, &v)) == ERR_OK) {
             sbuf_printf(o, ", \"int\": %" PRId64, v);
@@ -131,22 +145,21 @@ static void probe_scalar(probe *p, sbuf *o, uint64_t obj, uint64_t *type_out,
     if (e != ERR_OK) {
         sbuf_printf(o, ", \"error\": \"%s\"", err_name(e));
     }
-    *type_out = type;
-    *flags_out = flags;
 }
 
 /* Items shallowly: each as probe_scalar, dict items as [key, value]. */
 static void probe_items(probe *p, sbuf *o, const vec *items, bool pairs) {
     uint64_t type, flags;
+    char name[PROBE_TYPE_NAME_MAX];
     size_t step = pairs ? 2 : 1;
     sbuf_adds(o, ", \"items\": [");
     for (size_t i = 0; i + step <= items->len; i += step) {
         sbuf_adds(o, i ? ", " : "");
         sbuf_adds(o, pairs ? "[{" : "{");
-        probe_scalar(p, o, *VEC_AT(items, uint64_t, i), &type, &flags);
+        probe_scalar(p, o, *VEC_AT(items, uint64_t, i), &type, &flags, name, sizeof name);
         if (pairs) {
             sbuf_adds(o, "}, {");
-            probe_scalar(p, o, *VEC_AT(items, uint64_t, i + 1), &type, &flags);
+            probe_scalar(p, o, *VEC_AT(items, uint64_t, i + 1), &type, &flags, name, sizeof name);
         }
         sbuf_adds(o, pairs ? "}]" : "}");
     }
@@ -160,10 +173,9 @@ static void probe_describe(probe *p, sbuf *o, uint64_t obj) {
     const py_types *T = &p->py->types;
     const py_layout *L = &p->py->L;
     uint64_t type, flags;
-    char name[PROBE_TYPE_NAME_MAX] = "";
+    char name[PROBE_TYPE_NAME_MAX];
     sbuf_adds(o, "{");
-    probe_scalar(p, o, obj, &type, &flags);
-    py_type_name(p->py, type, name, sizeof name);
+    probe_scalar(p, o, obj, &type, &flags, name, sizeof name);
     vec items;
     vec_init(&items, sizeof(uint64_t));
     err_t e = ERR_OK;
@@ -207,15 +219,10 @@ static void probe_describe(probe *p, sbuf *o, uint64_t obj) {
 }
 
 static void probe_object(probe *p, sbuf *o, uint64_t obj) {
-    uint64_t type = 0;
-    char name[PROBE_TYPE_NAME_MAX] = "?";
-    if (py_type_of(p->py, obj, &type) == ERR_OK) {
-        py_type_name(p->py, type, name, sizeof name);
-    }
+    uint64_t type, flags;
+    char name[PROBE_TYPE_NAME_MAX];
     sbuf_adds(o, "  {");
-    json_addr(o, "addr", obj);
-    sbuf_adds(o, ", \"type\": ");
-    json_str(o, name);
+    probe_head(p, o, obj, &type, &flags, name, sizeof name);
     sbuf_adds(o, ", \"attrs\": {");
     for (size_t i = 0; i < p->nattrs; i++) {
         uint64_t value = 0;

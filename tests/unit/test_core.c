@@ -429,6 +429,51 @@ TEST(core_bytes_beyond_filesz_come_from_the_mapped_file) {
     unlink(data_path);
 }
 
+TEST(core_mapping_with_no_segment_at_all_reads_from_the_mapped_file) {
+    /* gcore leaves read-only file mappings out of the core entirely (no
+     * PT_LOAD), where the kernel writes p_filesz 0: both must read from the
+     * file NT_FILE names. */
+    char data_path[PATH_LEN];
+    if (!tmp_file(data_path, "rodata.bin")) {
+        return;
+    }
+    uint8_t data[2 * 4096];
+    for (size_t k = 0; k < sizeof data; k++) {
+        data[k] = (uint8_t)(k * 13);
+    }
+    FILE *fp = fopen(data_path, "wb");
+    bool written = fp && fwrite(data, 1, sizeof data, fp) == sizeof data;
+    if (fp) {
+        written = fclose(fp) == 0 && written;
+    }
+    if (!CHECK(written)) {
+        unlink(data_path);
+        return;
+    }
+    /* A writable segment below and above the file mapping, none over it. */
+    const seg_spec segs[] = {{0x400000, 0x1000, 0x1000}, {0x403000, 0x1000, 0x1000}};
+    const file_spec ro = {0x401000, 0x403000, 0, data_path};
+    sbuf notes;
+    sbuf_init(&notes);
+    note_prstatus(&notes, 9);
+    note_file(&notes, &ro, 1, 1);
+    err_record err = {0};
+    mem *m = open_core(&err, "gcorestyle.core", &notes, segs, 2, 0);
+    sbuf_free(&notes);
+    if (CHECK(m != NULL)) {
+        uint8_t b[32];
+        CHECK_ERR(mem_read(m, 0x401100, 16, b), ERR_OK);
+        CHECK(memcmp(b, data + 0x100, 16) == 0);
+        /* From the file into the next segment, in one read. */
+        CHECK_ERR(mem_read(m, 0x402ff8, 16, b), ERR_OK);
+        CHECK(memcmp(b, data + 0x1ff8, 8) == 0);
+        CHECK(is_pattern(b + 8, 0x403000, 8));
+        CHECK_ERR(mem_read(m, 0x404000, 8, b), ERR_READ); /* nothing there */
+        mem_close(m);
+    }
+    unlink(data_path);
+}
+
 TEST(core_open_rejects_files_that_are_not_sound_x86_64_cores) {
     char path[PATH_LEN];
     if (!tmp_file(path, "notcore")) {
