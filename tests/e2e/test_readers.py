@@ -20,12 +20,16 @@ SAMPLE = "objects_stuck.py"
 # py_read_long decodes what fits a signed 64-bit integer; larger ints are
 # reported as ERR_LIMIT ("<big int>" in the product).
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
-# Objects snarl's GC walk may count beyond the truth. None: the sample counts
-# once every other thread is blocked and allocates nothing GC-tracked after
-# counting, so the lists hold exactly that many objects. gc.get_objects()
-# leaves out the permanent generation (gc.freeze(); CPython 3.12 starts with
-# a few hundred objects there) and its own result list; snarl walks the
-# first and never sees the second, so the truth adds gc.get_freeze_count().
+# How far snarl's count of GC objects may be from the interpreter's: not at
+# all. The sample counts once its other threads are blocked for good and
+# makes nothing GC-tracked after counting (samples/objects_stuck.py,
+# count_when_settled), so the lists hold exactly that many objects; a count
+# taken before settle() would miss the ~40-70 objects settle() leaves
+# behind (its watcher thread, the garbage cycles of json.dump(indent=1)).
+# gc.get_objects() leaves out its own result list, which snarl never sees,
+# and the permanent generation (gc.freeze(); CPython 3.12 starts with a few
+# hundred objects there), which snarl walks: the truth adds
+# gc.get_freeze_count().
 GC_COUNT_TOLERANCE = 0
 # Mismatches listed in a failure message; the rest are counted.
 SHOWN_MISMATCHES = 30
@@ -129,8 +133,12 @@ def short(value):
 
 def assert_matches_truth(doc, truth, gc_count):
     # The sample must spread its Markers over generations, or finding them
-    # all would not show that every generation is walked.
+    # all would not show that every generation is walked; and it must keep
+    # attributes in managed or inline values, in a dict and in slots, the
+    # three places py_attr tells apart.
     assert len(set(truth["marker_generations"].values())) >= 2, truth["marker_generations"]
+    storages = {o["storage"] for o in truth["objects"]}
+    assert storages == {"values", "dict", "none"}, storages
     assert doc["python"] == truth["python"]
     wrong = []
     if doc["gc_truncated"]:

@@ -38,7 +38,8 @@ static const char *const probe_default_attrs[] = {"name", "child", "weak", "meth
 
 typedef struct probe {
     py_target *py;
-    const char **types, **attrs;
+    const char *const *types;
+    const char *const *attrs;
     size_t ntypes, nattrs;
     u64set wanted, unwanted; /* type objects already classified */
     vec found;               /* uint64_t: instances of a wanted type */
@@ -101,8 +102,8 @@ static int probe_on_object(void *ctx, uint64_t obj) {
 
 /* Writes "addr" and "type" (tp_name, with "type_error" when unreadable);
  * fills the type object, its flags and its name. */
-static void probe_head(probe *p, sbuf *o, uint64_t obj, uint64_t *type, uint64_t *flags,
-                       char *name, size_t cap) {
+static void probe_head(probe *p, sbuf *o, uint64_t obj, uint64_t *type, uint64_t *flags, char *name,
+                       size_t cap) {
     *type = 0;
     *flags = 0;
     snprintf(name, cap, "?");
@@ -261,7 +262,8 @@ static err_t probe_main_interp(py_target *py, uint64_t *interp) {
 }
 
 static int probe_fail(const err_record *err, const char *what) {
-    fprintf(stderr, "snarl-probe: %s: %s\n", what, err->msg[0] ? err->msg : err_sentence(err->code));
+    fprintf(stderr, "snarl-probe: %s: %s\n", what,
+            err->msg[0] ? err->msg : err_sentence(err->code));
     return 2;
 }
 
@@ -304,19 +306,19 @@ int main(int argc, char **argv) {
     }
     probe p = {.types = types, .attrs = attrs, .ntypes = ntypes, .nattrs = nattrs};
     if (!ntypes) {
-        p.types = (const char **)probe_default_types;
+        p.types = probe_default_types;
         p.ntypes = ARRAY_LEN(probe_default_types);
     }
     if (!nattrs) {
-        p.attrs = (const char **)probe_default_attrs;
+        p.attrs = probe_default_attrs;
         p.nattrs = ARRAY_LEN(probe_default_attrs);
     }
 
     err_record err;
     err_clear(&err);
     bool live = probe_is_pid(target) && !exe;
-    mem *m = live ? mem_live_open(&err, atoi(target), false)
-                  : mem_core_open(&err, target, exe, sysroot);
+    mem *m =
+        live ? mem_live_open(&err, atoi(target), false) : mem_core_open(&err, target, exe, sysroot);
     if (!m) {
         return probe_fail(&err, target);
     }
