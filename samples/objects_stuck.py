@@ -12,6 +12,7 @@ to argv[1] + ".gc.json" and blocks too: from then on nothing allocates, so
 the GC lists hold exactly that many objects.
 Run: python3 objects_stuck.py TRUTH.json  (prints READY once settled)
 """
+import asyncio  # noqa: F401  (loads _asyncio, whose debug table snarl finds)
 import collections
 import ctypes
 import gc
@@ -24,6 +25,18 @@ import types
 import weakref
 
 import snarl_sample
+
+
+def _asyncio_task_size():
+    import _asyncio
+    return _asyncio.Task.__basicsize__
+
+
+def _asyncio_file():
+    """The file _asyncio lives in: its own .so, or the executable when
+    built in."""
+    import _asyncio
+    return getattr(_asyncio, "__file__", None) or os.path.realpath(sys.executable)
 
 # Longer than one 1 KiB read of the str reader, in each of the three kinds.
 LONG_STR_LEN = 5000
@@ -276,6 +289,8 @@ def main():
         "markers": markers,
         "marker_generations": generation_of({id(o) for o in keep if type(o) is Marker}),
         "freeze_count": gc.get_freeze_count(),
+        "asyncio_task_size": _asyncio_task_size(),
+        "asyncio_file": _asyncio_file(),
     }
     with open(truth_path, "w", encoding="utf-8") as f:
         json.dump(truth, f, ensure_ascii=False)

@@ -166,3 +166,51 @@ def test_usage_errors_exit_2(snarl):
     assert_clean_error(run_snarl("stacks", "--format", "yaml", "1"), "--format")
     assert_clean_error(run_snarl("stacks", "/nonexistent/core"), "neither a PID")
     assert_clean_error(run_snarl("--bogus"), "unknown option")
+
+
+# Kills land at spread-out moments of snarl's run; with this many tries some
+# fall inside the frozen read on any machine.
+KILL_TRIES = 40
+KILL_SPREAD_S = 0.012
+
+
+def thread_states(pid):
+    states = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            states[tid] = f.read().rsplit(")", 1)[1].split()[0]
+    return states
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_killing_snarl_mid_read_never_leaves_the_target_stopped(snarl, tmp_path, sig):
+    py = any_python()
+    with Sample(py, "threads_stuck.py", tmp_path) as s:
+        for i in range(KILL_TRIES):
+            p = subprocess.Popen([snarl, "stacks", str(s.pid)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            time.sleep(KILL_SPREAD_S * i / KILL_TRIES)
+            p.send_signal(sig)
+            p.wait()
+            # The kernel (SIGKILL) or snarl's handler (others) resumes the
+            # target; give the detach a moment, then nothing may be stopped.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                states = thread_states(s.pid)
+                traced = "TracerPid:\t0" not in open("/proc/%d/status" % s.pid).read()
+                if not traced and not any(st in "tT" for st in states.values()):
+                    break
+                time.sleep(0.01)
+            assert not traced, "still traced after try %d" % i
+            assert not any(st in "tT" for st in states.values()), (i, states)
+        # And it still runs: the sample's spinner thread keeps using CPU.
+        before = cpu_ticks(s.pid)
+        time.sleep(0.3)
+        assert cpu_ticks(s.pid) > before
+        assert run_snarl("stacks", s.pid).returncode == 0

@@ -141,6 +141,20 @@ def assert_matches_truth(doc, truth, gc_count):
     assert storages == {"values", "dict", "none"}, storages
     assert doc["python"] == truth["python"]
     wrong = []
+    # 3.14+ export the asyncio debug table from wherever _asyncio lives.
+    minor = tuple(int(x) for x in truth["python"].split(".")[:2])
+    ad = doc.get("asyncio_debug")
+    if minor >= (3, 14):
+        if not ad:
+            wrong.append("no .AsyncioDebug section found")
+        else:
+            if ad["task_size"] != truth["asyncio_task_size"]:
+                wrong.append(".AsyncioDebug task size %d, Task.__basicsize__ %d" %
+                             (ad["task_size"], truth["asyncio_task_size"]))
+            if os.path.basename(ad["file"]) != os.path.basename(truth["asyncio_file"]):
+                wrong.append(".AsyncioDebug in %s, _asyncio in %s" % (ad["file"], truth["asyncio_file"]))
+    elif ad:
+        wrong.append(".AsyncioDebug found before 3.14: %s" % ad)
     if doc["gc_truncated"]:
         wrong.append("the GC walk was cut short")
     want_count = gc_count + truth["freeze_count"]

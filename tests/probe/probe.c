@@ -361,6 +361,17 @@ int main(int argc, char **argv) {
         sbuf_printf(&o, ", \"gc_objects\": %" PRIu64 ", \"gc_truncated\": %s, ", p.count,
                     truncated ? "true" : "false");
         json_addr(&o, "interp", interp);
+        /* The asyncio debug table (3.14+): proves section lookup in a
+         * separate _asyncio .so and in the executable alike. */
+        sym_hit ad;
+        uint64_t task_size = 0;
+        if (sym_section(&sym, NULL, ".AsyncioDebug", &ad) &&
+            mem_read_u64(m, ad.addr, &task_size) == ERR_OK) {
+            sbuf_printf(&o, ", \"asyncio_debug\": {\"task_size\": %" PRIu64 ", \"file\": ",
+                        task_size);
+            json_str(&o, ad.file->path);
+            sbuf_adds(&o, "}");
+        }
         sbuf_adds(&o, ",\n \"objects\": [\n");
         for (size_t i = 0; i < p.found.len; i++) {
             sbuf_adds(&o, i ? ",\n" : "");

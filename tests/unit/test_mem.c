@@ -268,3 +268,73 @@ TEST(mem_injected_failure_on_a_cold_page_reaches_the_caller) {
     CHECK_EQ(v, 1);
     mem_close(m);
 }
+
+/* A debugger stand-in: one 8 KiB buffer at HOST_BASE, one mapping, two
+ * threads, and a count of reads to see the page cache at work. */
+#define HOST_BASE 0x7f0000000000ull
+typedef struct host_fake {
+    uint8_t mem[2 * MEM_PAGE_SIZE];
+    int reads;
+} host_fake;
+
+static int host_fake_read(void *ctx, uint64_t addr, size_t len, void *dst) {
+    host_fake *h = ctx;
+    h->reads++;
+    if (addr < HOST_BASE || addr - HOST_BASE > sizeof h->mem ||
+        len > sizeof h->mem - (addr - HOST_BASE)) {
+        return -1;
+    }
+    memcpy(dst, h->mem + (addr - HOST_BASE), len);
+    return 0;
+}
+
+static int host_fake_mappings(void *ctx, snarl_mapping_cb cb, void *cb_ctx) {
+    (void)ctx;
+    snarl_mapping m = {HOST_BASE, HOST_BASE + 2 * MEM_PAGE_SIZE, 0, "/nonexistent/libpython.so"};
+    snarl_mapping anon = {0x1000, 0x2000, 0, "[heap]"};
+    return cb(cb_ctx, &anon) || cb(cb_ctx, &m);
+}
+
+static int host_fake_threads(void *ctx, int (*cb)(void *, int64_t), void *cb_ctx) {
+    (void)ctx;
+    return cb(cb_ctx, 101) || cb(cb_ctx, 102);
+}
+
+TEST(host_backend_reads_through_callbacks_and_the_page_cache) {
+    host_fake h = {.reads = 0};
+    for (size_t i = 0; i < sizeof h.mem; i++) {
+        h.mem[i] = (uint8_t)i;
+    }
+    snarl_host host = {.ctx = &h,
+                       .read = host_fake_read,
+                       .mappings = host_fake_mappings,
+                       .threads = host_fake_threads,
+                       .pid = 77,
+                       .is_core = 1};
+    err_record err = {0};
+    mem *m = mem_host_open(&err, &host, NULL);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    CHECK_EQ(m->pid, 77);
+    CHECK_EQ(m->maps.len, 1); /* only file mappings are kept */
+    CHECK_EQ(VEC_AT(&m->maps, mem_map, 0)->status, MEM_FILE_MISSING);
+    CHECK_EQ(m->tids.len, 2);
+    mem_cache_flush(m); /* opening read the ELF header page for a build-id */
+    int before = h.reads;
+    uint8_t b[16];
+    CHECK_ERR(mem_read(m, HOST_BASE + 0xff8, 16, b), ERR_OK); /* two pages */
+    CHECK_EQ(b[0], (uint8_t)0xf8);
+    CHECK_EQ(b[8], 0x00);
+    CHECK_ERR(mem_read(m, HOST_BASE + 0x10, 8, b), ERR_OK); /* cached */
+    CHECK_EQ(h.reads - before, 2);
+    CHECK_ERR(mem_read(m, HOST_BASE + 2 * MEM_PAGE_SIZE, 8, b), ERR_READ);
+    mem_close(m);
+}
+
+TEST(host_backend_without_required_callbacks_is_a_usage_error) {
+    snarl_host host = {.read = host_fake_read};
+    err_record err = {0};
+    CHECK(mem_host_open(&err, &host, NULL) == NULL);
+    CHECK_EQ(err.code, ERR_USAGE);
+}
