@@ -2,6 +2,7 @@
  * table, the CPython target and the error record; run freezes a live target,
  * builds the model, thaws, then renders. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aio/aio.h"
@@ -137,9 +138,12 @@ static bool snarl_process_exists(int pid) {
     return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
-static err_t snarl_build(snarl_session *s, aio_model *model) {
+static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *model) {
     memset(model, 0, sizeof *model);
     vec_init(&model->threads, sizeof(aio_thread));
+    vec_init(&model->tasks, sizeof(aio_task));
+    vec_init(&model->loops, sizeof(aio_loop));
+    vec_init(&model->resources, sizeof(aio_resource));
     vec_init(&model->warnings, sizeof(char *));
     aio_target *t = &model->target;
     t->kind = s->kind;
@@ -157,7 +161,7 @@ static err_t snarl_build(snarl_session *s, aio_model *model) {
         }
         t->frozen = true;
     }
-    err_t e = aio_build(&s->py, model);
+    err_t e = aio_build(&s->py, opt, model);
     if (freeze) {
         mem_thaw(s->m);
     }
@@ -170,6 +174,52 @@ static err_t snarl_build(snarl_session *s, aio_model *model) {
     return e;
 }
 
+/* The commands, what each needs built, and which formats it prints. */
+typedef struct snarl_command {
+    const char *name;
+    bool tasks;
+    unsigned formats; /* bit per snarl_format */
+} snarl_command;
+
+#define FMT(f) (1u << (f))
+static const snarl_command snarl_commands[] = {
+    {"stacks", false, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
+    {"tasks", true, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
+    {"tree", true, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
+    {"graph", true, FMT(SNARL_FORMAT_DOT) | FMT(SNARL_FORMAT_MERMAID) | FMT(SNARL_FORMAT_JSON)},
+    {"task", true, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
+};
+#undef FMT
+
+static const char *const snarl_format_names[] = {"text", "json", "dot", "mermaid"};
+
+static bool snarl_parse_id(const char *s, uint64_t *out) {
+    char *end;
+    if (!s || !*s) {
+        return false;
+    }
+    unsigned long long v = strtoull(s, &end, 16);
+    *out = v;
+    return *end == '\0' && v != 0;
+}
+
+static void snarl_render(out_writer *w, const snarl_command *cmd, const snarl_request *req,
+                         const aio_model *model, const aio_task *one) {
+    if (strcmp(cmd->name, "stacks") == 0) {
+        out_stacks(w, model, req->format);
+    } else if (req->format == SNARL_FORMAT_JSON) {
+        out_document_json(w, model, one);
+    } else if (strcmp(cmd->name, "tasks") == 0) {
+        out_tasks_text(w, model, req->all != 0);
+    } else if (strcmp(cmd->name, "tree") == 0) {
+        out_tree_text(w, model);
+    } else if (strcmp(cmd->name, "graph") == 0) {
+        out_graph(w, model, req->format);
+    } else {
+        out_task_text(w, model, one);
+    }
+}
+
 int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void *sink_ctx) {
     if (!s->ready) {
         if (s->err.code == ERR_OK) {
@@ -178,26 +228,52 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         return SNARL_STATUS_ERROR;
     }
     err_clear(&s->err);
-    if (!req || !req->command || strcmp(req->command, "stacks") != 0) {
+    const snarl_command *cmd = NULL;
+    for (size_t i = 0; req && req->command && i < ARRAY_LEN(snarl_commands); i++) {
+        if (strcmp(req->command, snarl_commands[i].name) == 0) {
+            cmd = &snarl_commands[i];
+        }
+    }
+    if (!cmd) {
         err_set(&s->err, ERR_USAGE, "unknown command '%s'", req && req->command ? req->command : "");
         return SNARL_STATUS_ERROR;
     }
-    if (req->format != SNARL_FORMAT_TEXT && req->format != SNARL_FORMAT_JSON) {
-        err_set(&s->err, ERR_USAGE, "stacks prints text or json");
+    if ((unsigned)req->format >= ARRAY_LEN(snarl_format_names) ||
+        !(cmd->formats & (1u << req->format))) {
+        err_set(&s->err, ERR_USAGE, "%s does not print %s", cmd->name,
+                (unsigned)req->format < ARRAY_LEN(snarl_format_names)
+                    ? snarl_format_names[req->format]
+                    : "that format");
         return SNARL_STATUS_ERROR;
     }
+    aio_options opt = {.tasks = cmd->tasks, .running_only = !cmd->tasks,
+                       .all_objects = req->all_objects != 0};
+    uint64_t id = 0;
+    if (strcmp(cmd->name, "task") == 0) {
+        if (!snarl_parse_id(req->task_id, &id)) {
+            err_set(&s->err, ERR_USAGE, "'%s' is not a task id (an address such as 0x7f12...)",
+                    req->task_id ? req->task_id : "");
+            return SNARL_STATUS_ERROR;
+        }
+        opt.locals_of = id;
+    }
     aio_model model;
-    err_t e = snarl_build(s, &model);
+    err_t e = snarl_build(s, &opt, &model);
+    const aio_task *one = id ? aio_find_task(&model, id) : NULL;
+    if (e == ERR_OK && id && !one) {
+        e = err_set(&s->err, ERR_NOT_FOUND, "no task 0x%llx in this target",
+                    (unsigned long long)id);
+        s->err.hint = "'snarl tasks TARGET' lists the task ids";
+    }
     if (e == ERR_OK) {
         out_writer w;
         out_init(&w, sink, sink_ctx);
-        out_stacks(&w, &model, req->format);
+        snarl_render(&w, cmd, req, &model, one);
         if (!out_finish(&w)) {
             e = err_set(&s->err, ERR_IO, "the output was cut short");
         }
     }
     aio_model_free(&model);
-    /* An analysis error may leave a stale code; report only real failures. */
     return e == ERR_OK ? SNARL_STATUS_CLEAN : SNARL_STATUS_ERROR;
 }
 

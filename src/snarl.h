@@ -61,10 +61,11 @@ typedef struct snarl_options {
 } snarl_options;
 
 typedef struct snarl_request {
-    const char *command; /* "stacks" (more to come: check, tasks, tree, graph, task) */
+    const char *command; /* "stacks", "tasks", "tree", "graph", "task" */
     snarl_format format;
-    const char *task_id; /* for "task" */
+    const char *task_id; /* for "task": the task's address, "0x..." */
     int all;             /* list every item instead of grouping identical ones */
+    int all_objects;     /* also look for tasks on the GC heap */
 } snarl_request;
 
 /* Exit-status classes shared by every front end. */

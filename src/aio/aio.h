@@ -10,11 +10,21 @@
 
 #include "../py/py.h"
 
+typedef struct aio_local {
+    char *name;
+    char *repr; /* bounded: AIO_REPR_MAX bytes */
+} aio_local;
+
+/* Longest repr of a local we keep (bytes of UTF-8). */
+#define AIO_REPR_MAX 200
+
 typedef struct aio_frame {
     char *function; /* qualname; NULL when the frame was unreadable */
     char *file;
     int line; /* -1 when unknown */
     uint64_t addr;
+    uint64_t task; /* in a thread's stack: the running task this frame belongs to */
+    vec locals;    /* aio_local, only when asked for */
 } aio_frame;
 
 typedef struct aio_thread {
@@ -36,14 +46,110 @@ typedef struct aio_target {
     bool frozen;
 } aio_target;
 
+typedef enum aio_state {
+    AIO_STATE_PENDING,
+    AIO_STATE_DONE,
+    AIO_STATE_CANCELLED,
+    AIO_STATE_UNKNOWN, /* unreadable */
+} aio_state;
+
+/* What a task's innermost frame waits on. Resources are the things a task
+ * can wait for other than a task: a bare future, the primitives, sleeps,
+ * combinators and I/O. */
+typedef enum aio_kind {
+    AIO_KIND_NONE,      /* not waiting: running, scheduled, or done */
+    AIO_KIND_TASK,      /* another task, directly */
+    AIO_KIND_FUTURE,    /* a future nobody in particular resolves */
+    AIO_KIND_SLEEP,     /* asyncio.sleep */
+    AIO_KIND_LOCK,
+    AIO_KIND_SEMAPHORE, /* also BoundedSemaphore */
+    AIO_KIND_CONDITION,
+    AIO_KIND_EVENT,
+    AIO_KIND_QUEUE, /* also LifoQueue, PriorityQueue */
+    AIO_KIND_BARRIER,
+    AIO_KIND_GATHER,     /* a _GatheringFuture: its children */
+    AIO_KIND_SHIELD,     /* shield's outer future: its inner task */
+    AIO_KIND_TIMEOUT,    /* wait_for / asyncio.timeout around the awaited thing */
+    AIO_KIND_TASKGROUP,  /* TaskGroup.__aexit__ waiting for its children */
+    AIO_KIND_EXECUTOR,   /* a future chained to a concurrent.futures.Future */
+    AIO_KIND_IO,         /* socket or stream read/write, sock_* futures */
+    AIO_KIND_OTHER,      /* an awaitable snarl does not know: its type name */
+    AIO_KIND_COUNT,
+} aio_kind;
+
+/* Stable names for JSON and text ("lock", "queue", ...). */
+const char *aio_kind_name(aio_kind k);
+const char *aio_state_name(aio_state s);
+
+typedef struct aio_resource {
+    uint64_t id;      /* the primitive (Lock, Queue...) or the future itself */
+    aio_kind kind;
+    char type[64];    /* its Python type name, e.g. "Lock", "_GatheringFuture" */
+    uint64_t future;  /* the future tasks actually wait on, 0 if none */
+    bool has_deadline;
+    double deadline;      /* loop time of the timer (sleep, timeout) */
+    double remaining;     /* deadline minus the loop's clock, live targets only */
+    bool has_remaining;
+    vec waiters;          /* uint64_t task ids waiting on it */
+    vec members;          /* uint64_t task ids it stands for (gather/TaskGroup children, shield inner) */
+    char detail[128];     /* one short fact, e.g. "fd 7", "locked", "3 items" */
+} aio_resource;
+
+typedef struct aio_task {
+    uint64_t id; /* the task object's address */
+    char *name;
+    char type[64]; /* "_asyncio.Task", "Task" (pure Python), a subclass name */
+    bool c_task;   /* the C layout (or a subclass of it) */
+    aio_state state;
+    int cancels; /* cancellation requests */
+    uint64_t loop;
+    uint64_t coro;
+    vec frames;     /* aio_frame: the coroutine chain, innermost first */
+    bool truncated; /* the chain was cut (limit or damage) */
+    aio_kind waits_kind;
+    uint64_t waits_on;  /* task or resource id, 0 if none */
+    char waits_type[64]; /* type name of what it waits on (for OTHER) */
+    vec awaits;      /* uint64_t ids: tasks and resources it waits for */
+    vec awaited_by;  /* uint64_t task ids */
+    vec awaited_by_interp; /* 3.14+: what the interpreter's own records say */
+    const char *found_by; /* "registry", "task-list", "heap" */
+    int64_t running_thread; /* native id of the thread running it now, 0 if none */
+    char *created_at; /* "file:line" from asyncio debug mode, NULL if unknown */
+} aio_task;
+
+typedef struct aio_loop {
+    uint64_t id;
+    char type[64];
+    int64_t thread;       /* native id of the thread running it, 0 if none */
+    uint64_t running_task;
+    bool has_time;
+    double time;          /* the loop's clock now (live targets) */
+} aio_loop;
+
 typedef struct aio_model {
     aio_target target;
-    vec threads;  /* aio_thread */
-    vec warnings; /* char*, one sentence each */
+    vec threads;   /* aio_thread */
+    vec tasks;     /* aio_task */
+    vec loops;     /* aio_loop */
+    vec resources; /* aio_resource */
+    const char *tasks_found_by; /* how tasks were found, for the report */
+    bool tasks_truncated;       /* a registry was damaged or a limit hit */
+    vec warnings;  /* char*, one sentence each */
 } aio_model;
 
-err_t aio_build(py_target *t, aio_model *model);
+/* What to build; stacks alone does not need the tasks. */
+typedef struct aio_options {
+    bool tasks;
+    bool running_only; /* only the tasks threads are running (for stacks) */
+    bool all_objects;  /* also scan the GC lists for tasks no registry holds */
+    uint64_t locals_of; /* read the frame locals of this task (snarl task ID) */
+} aio_options;
+
+err_t aio_build(py_target *t, const aio_options *opt, aio_model *model);
 void aio_model_free(aio_model *model);
 err_t aio_warn(aio_model *model, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Lookups over a built model; NULL when absent. */
+const aio_task *aio_find_task(const aio_model *m, uint64_t id);
+const aio_resource *aio_find_resource(const aio_model *m, uint64_t id);
 
 #endif

@@ -1,7 +1,7 @@
 /* Builds the thread part of the model: every Python thread of every
  * interpreter with its frames, innermost first. A damaged frame ends that
  * thread's stack with an unreadable marker; the other threads still stand. */
-#include "aio.h"
+#include "aio_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +25,7 @@ static err_t aio_push_frame(aio_thread *th, const py_frame *f) {
     if (!af) {
         return ERR_NOMEM;
     }
+    vec_init(&af->locals, sizeof(aio_local));
     af->addr = f->addr;
     af->line = f->line;
     if (f->is_python) {
@@ -87,7 +88,7 @@ static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame, uint6
     return e;
 }
 
-err_t aio_build(py_target *t, aio_model *model) {
+err_t aio_build_threads(py_target *t, aio_model *model) {
     py_threads_result r;
     err_t e = py_threads(t, &r);
     if (e != ERR_OK) {
@@ -115,20 +116,3 @@ err_t aio_build(py_target *t, aio_model *model) {
     return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;
 }
 
-void aio_model_free(aio_model *model) {
-    for (size_t i = 0; i < model->threads.len; i++) {
-        aio_thread *th = VEC_AT(&model->threads, aio_thread, i);
-        for (size_t k = 0; k < th->frames.len; k++) {
-            aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-            util_free(f->function);
-            util_free(f->file);
-        }
-        vec_free(&th->frames);
-    }
-    vec_free(&model->threads);
-    for (size_t i = 0; i < model->warnings.len; i++) {
-        util_free(*VEC_AT(&model->warnings, char *, i));
-    }
-    vec_free(&model->warnings);
-    util_free(model->target.executable);
-}

@@ -217,3 +217,71 @@ bool u64set_has(const u64set *s, uint64_t key) {
     }
     return false;
 }
+
+void u64map_init(u64map *m) {
+    memset(m, 0, sizeof *m);
+}
+
+void u64map_free(u64map *m) {
+    util_free(m->keys);
+    util_free(m->values);
+    u64map_init(m);
+}
+
+static bool u64map_grow(u64map *m) {
+    size_t cap = m->cap ? m->cap * 2 : 64;
+    uint64_t *keys = util_calloc(cap, sizeof *keys);
+    uint64_t *values = util_calloc(cap, sizeof *values);
+    if (!keys || !values) {
+        util_free(keys);
+        util_free(values);
+        return false;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i]) {
+            size_t j = u64set_slot(m->keys[i], cap);
+            while (keys[j]) {
+                j = (j + 1) & (cap - 1);
+            }
+            keys[j] = m->keys[i];
+            values[j] = m->values[i];
+        }
+    }
+    util_free(m->keys);
+    util_free(m->values);
+    m->keys = keys;
+    m->values = values;
+    m->cap = cap;
+    return true;
+}
+
+bool u64map_put(u64map *m, uint64_t key, uint64_t value) {
+    if ((m->count + 1) * 2 > m->cap && !u64map_grow(m)) {
+        return false;
+    }
+    size_t j = u64set_slot(key, m->cap);
+    while (m->keys[j] && m->keys[j] != key) {
+        j = (j + 1) & (m->cap - 1);
+    }
+    if (!m->keys[j]) {
+        m->keys[j] = key;
+        m->count++;
+    }
+    m->values[j] = value;
+    return true;
+}
+
+bool u64map_get(const u64map *m, uint64_t key, uint64_t *value) {
+    if (!m->cap) {
+        return false;
+    }
+    size_t j = u64set_slot(key, m->cap);
+    while (m->keys[j]) {
+        if (m->keys[j] == key) {
+            *value = m->values[j];
+            return true;
+        }
+        j = (j + 1) & (m->cap - 1);
+    }
+    return false;
+}

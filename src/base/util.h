@@ -66,6 +66,21 @@ void u64set_free(u64set *s);
 int u64set_add(u64set *s, uint64_t key);
 bool u64set_has(const u64set *s, uint64_t key);
 
+/* Open-addressing map from non-zero 64-bit keys to 64-bit values. */
+typedef struct u64map {
+    uint64_t *keys;
+    uint64_t *values;
+    size_t count;
+    size_t cap;
+} u64map;
+
+void u64map_init(u64map *m);
+void u64map_free(u64map *m);
+/* Sets key to value; false on allocation failure. */
+bool u64map_put(u64map *m, uint64_t key, uint64_t value);
+/* The value of key, or false when absent. */
+bool u64map_get(const u64map *m, uint64_t key, uint64_t *value);
+
 /* Reads little-endian integers out of a local copy of target memory; every
  * field access goes through these, never through a cast of the buffer. */
 static inline uint64_t rd_u64(const void *buf, size_t off) {

@@ -21,9 +21,15 @@ static const char cli_usage[] =
     "\n"
     "commands:\n"
     "  stacks      every thread's Python stack, innermost frame first\n"
+    "  tasks       every asyncio task: state, innermost frame, what it waits on, who awaits it\n"
+    "  tree        the await tree from the root tasks down (cycles marked, never refused)\n"
+    "  graph       the wait-for graph of tasks and resources (--format dot|mermaid|json)\n"
+    "  task ID     one task in full, with the locals of each frame\n"
     "\n"
     "options:\n"
-    "  --format text|json   output format (default text)\n"
+    "  --format FORMAT      text or json; graph: dot, mermaid or json (default text, dot)\n"
+    "  --all                tasks: list identical tasks one by one instead of grouping them\n"
+    "  --all-objects        also look for tasks on the GC heap, not only in registries\n"
     "  --sysroot DIR        where the core's executable and libraries live\n"
     "  --no-freeze          live targets: read without stopping the process\n"
     "  -h, --help           this help\n"
@@ -32,7 +38,8 @@ static const char cli_usage[] =
     "exit status: 0 nothing found, 1 a problem was reported, 2 could not analyse\n";
 
 /* Commands of the full contract that later versions provide. */
-static const char *const cli_planned[] = {"check", "tasks", "tree", "graph", "task", "watch"};
+static const char *const cli_planned[] = {"check", "watch"};
+static const char *const cli_commands[] = {"stacks", "tasks", "tree", "graph", "task"};
 
 static int cli_sink(void *ctx, const char *data, size_t len) {
     return fwrite(data, 1, len, (FILE *)ctx) == len ? 0 : -1;
@@ -54,6 +61,15 @@ static int cli_fail(const char *msg, const char *hint) {
     return SNARL_STATUS_ERROR;
 }
 
+static bool cli_is_command(const char *s) {
+    for (size_t k = 0; k < sizeof cli_commands / sizeof *cli_commands; k++) {
+        if (strcmp(s, cli_commands[k]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool cli_is_pid(const char *s) {
     if (!*s) {
         return false;
@@ -71,6 +87,7 @@ int main(int argc, char **argv) {
     snarl_request req = {.command = NULL, .format = SNARL_FORMAT_TEXT};
     const char *positional[3];
     int npos = 0;
+    bool format_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -81,12 +98,17 @@ int main(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "--format") == 0 || strncmp(a, "--format=", 9) == 0) {
             const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : "");
+            format_given = true;
             if (strcmp(v, "text") == 0) {
                 req.format = SNARL_FORMAT_TEXT;
             } else if (strcmp(v, "json") == 0) {
                 req.format = SNARL_FORMAT_JSON;
+            } else if (strcmp(v, "dot") == 0) {
+                req.format = SNARL_FORMAT_DOT;
+            } else if (strcmp(v, "mermaid") == 0) {
+                req.format = SNARL_FORMAT_MERMAID;
             } else {
-                return cli_fail("--format takes text or json", "see 'snarl --help'");
+                return cli_fail("--format takes text, json, dot or mermaid", "see 'snarl --help'");
             }
         } else if (strcmp(a, "--sysroot") == 0 || strncmp(a, "--sysroot=", 10) == 0) {
             opt.sysroot = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
@@ -95,12 +117,18 @@ int main(int argc, char **argv) {
             }
         } else if (strcmp(a, "--no-freeze") == 0) {
             opt.no_freeze = 1;
+        } else if (strcmp(a, "--all") == 0) {
+            req.all = 1;
+        } else if (strcmp(a, "--all-objects") == 0) {
+            req.all_objects = 1;
         } else if (a[0] == '-' && a[1]) {
             char msg[256];
             snprintf(msg, sizeof msg, "unknown option '%s'", a);
             return cli_fail(msg, "see 'snarl --help'");
-        } else if (!req.command && strcmp(a, "stacks") == 0) {
+        } else if (!req.command && npos == 0 && cli_is_command(a)) {
             req.command = a;
+        } else if (req.command && strcmp(req.command, "task") == 0 && !req.task_id) {
+            req.task_id = a;
         } else {
             for (size_t k = 0; k < sizeof cli_planned / sizeof *cli_planned; k++) {
                 if (!req.command && npos == 0 && strcmp(a, cli_planned[k]) == 0) {
@@ -121,6 +149,12 @@ int main(int argc, char **argv) {
     }
     if (npos == 0) {
         return cli_fail("no target given", "pass a PID or a core file; see 'snarl --help'");
+    }
+    if (strcmp(req.command, "task") == 0 && !req.task_id) {
+        return cli_fail("'task' needs a task id", "'snarl tasks TARGET' lists them");
+    }
+    if (strcmp(req.command, "graph") == 0 && !format_given) {
+        req.format = SNARL_FORMAT_DOT;
     }
     bool is_pid = cli_is_pid(positional[0]);
     if (is_pid && npos > 1) {

@@ -25,6 +25,80 @@ void out_printf(out_writer *w, const char *fmt, ...) __attribute__((format(print
 /* A JSON string literal (quoted, escaped); NULL writes null. */
 void out_json_str(out_writer *w, const char *s);
 
+/* The views. Each is a pure function of the model: no memory is read. On
+ * allocation failure a view stops and marks the writer failed. */
 void out_stacks(out_writer *w, const aio_model *m, snarl_format fmt);
+/* The full snarl/1 document; only non-NULL: that task alone in "tasks" (with
+ * its frames' locals) and the resources it touches. */
+void out_document_json(out_writer *w, const aio_model *m, const aio_task *only);
+/* `tasks`: one row per task; identical tasks share a row unless all. */
+void out_tasks_text(out_writer *w, const aio_model *m, bool all);
+/* `tree`: the await tree from the roots down; cycles and shared children are
+ * printed once and referred to after. */
+void out_tree_text(out_writer *w, const aio_model *m);
+/* `graph`: the wait-for graph as DOT, Mermaid or the JSON document. */
+void out_graph(out_writer *w, const aio_model *m, snarl_format fmt);
+/* `task ID`: one task in full. */
+void out_task_text(out_writer *w, const aio_model *m, const aio_task *t);
+
+/* Shared by the out_*.c files. */
+
+/* JSON pieces of the snarl/1 document; each writes one member ("key":value,
+ * no separating comma) or one value. */
+void out_json_target(out_writer *w, const aio_model *m);
+void out_json_threads(out_writer *w, const aio_model *m);
+void out_json_warnings(out_writer *w, const aio_model *m);
+/* A frame list; locals are written when a frame has them. */
+void out_json_frames(out_writer *w, const vec *frames);
+/* "0x..." or null for 0. */
+void out_json_addr(out_writer *w, uint64_t addr);
+
+/* Task and resource lookups by id for one rendering: the views follow many
+ * edges, and a search through the model per edge would be quadratic. */
+typedef struct out_index {
+    const aio_model *m;
+    vec tasks;     /* out_ix_entry sorted by id */
+    vec resources; /* out_ix_entry sorted by id */
+} out_index;
+
+typedef struct out_ix_entry {
+    uint64_t id;
+    size_t pos; /* in the model's vec */
+} out_ix_entry;
+
+/* false when out of memory (the writer, if any, is then marked failed). */
+bool out_index_build(out_index *ix, const aio_model *m, out_writer *w);
+void out_index_free(out_index *ix);
+/* Position in m->tasks, or SIZE_MAX when absent. */
+size_t out_task_pos(const out_index *ix, uint64_t id);
+/* Position in m->resources, or SIZE_MAX when absent. */
+size_t out_resource_pos(const out_index *ix, uint64_t id);
+const aio_task *out_find_task(const out_index *ix, uint64_t id);
+const aio_resource *out_find_resource(const out_index *ix, uint64_t id);
+
+/* Text pieces, appended to b. Names come from the target: control characters
+ * are replaced so one name cannot break a line or a table. */
+void out_clean(sbuf *b, const char *s);
+/* "task 'NAME'", or "task 0x..." when it has no name. */
+void out_task_ref(sbuf *b, const aio_task *t);
+/* "task 'NAME' (0x...)". */
+void out_task_ref_id(sbuf *b, const aio_task *t);
+/* "function file:line", the file cut to its last two components when long. */
+void out_frame_short(sbuf *b, const aio_frame *f);
+/* What a resource is: "Lock 0x...", "gather of 3 (0x...)", "sleep 1.5s
+ * left"...; with_detail adds the engine's one short fact in parentheses. */
+void out_resource_label(sbuf *b, const aio_resource *r, bool with_detail);
+/* What a task waits on: a short phrase for the table ("-" for nothing), or
+ * with full the ids, the detail and the awaited task's state as well. */
+void out_waits_phrase(sbuf *b, const out_index *ix, const aio_task *t, bool full);
+/* The word for a kind when no type name says better ("Lock", "sleep"). */
+const char *out_kind_word(aio_kind k);
+/* The ids a task awaits: what it waits on first, then the rest of its awaits
+ * (waits_on once). Start with *i = 0; false when there are no more. */
+bool out_await_next(const aio_task *t, size_t *i, uint64_t *id);
+/* Display width of UTF-8 text in terminal columns (one per code point). */
+size_t out_width(const char *s);
+/* "N tasks in M loops (found by X)" and the warnings, one line each. */
+void out_header_text(out_writer *w, const aio_model *m);
 
 #endif

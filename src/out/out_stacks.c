@@ -5,61 +5,13 @@
 #include <inttypes.h>
 #include <string.h>
 
-static void out_target_json(out_writer *w, const aio_model *m) {
-    const aio_target *t = &m->target;
-    out_printf(w, "\"target\":{\"kind\":");
-    out_json_str(w, t->kind);
-    out_printf(w, ",\"pid\":%d,\"python\":", t->pid);
-    out_json_str(w, t->python);
-    out_puts(w, ",\"executable\":");
-    out_json_str(w, t->executable);
-    out_printf(w, ",\"frozen\":%s}", t->frozen ? "true" : "false");
-}
-
-static void out_warnings_json(out_writer *w, const aio_model *m) {
-    out_puts(w, ",\"warnings\":[");
-    for (size_t i = 0; i < m->warnings.len; i++) {
-        out_puts(w, i ? "," : "");
-        out_json_str(w, *VEC_AT(&m->warnings, char *, i));
-    }
-    out_puts(w, "]");
-}
-
 static void out_stacks_json(out_writer *w, const aio_model *m) {
     out_puts(w, "{\"schema\":\"" SNARL_SCHEMA "\",");
-    out_target_json(w, m);
-    out_puts(w, ",\"threads\":[");
-    for (size_t i = 0; i < m->threads.len; i++) {
-        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
-        out_printf(w, "%s{\"native_id\":%" PRId64 ",\"name\":", i ? "," : "", th->native_id);
-        out_json_str(w, th->name[0] ? th->name : NULL);
-        out_printf(w, ",\"holds_gil\":%s,\"truncated\":%s,\"recovered\":%s,\"stack\":[",
-                   th->holds_gil ? "true" : "false", th->truncated ? "true" : "false",
-                   th->recovered ? "true" : "false");
-        for (size_t k = 0; k < th->frames.len; k++) {
-            const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-            out_puts(w, k ? "," : "");
-            if (!f->function) {
-                out_printf(w,
-                           "{\"function\":null,\"file\":null,\"line\":null,"
-                           "\"error\":\"unreadable at 0x%" PRIx64 "\"}",
-                           f->addr);
-                continue;
-            }
-            out_puts(w, "{\"function\":");
-            out_json_str(w, f->function);
-            out_puts(w, ",\"file\":");
-            out_json_str(w, f->file);
-            if (f->line >= 0) {
-                out_printf(w, ",\"line\":%d}", f->line);
-            } else {
-                out_puts(w, ",\"line\":null}");
-            }
-        }
-        out_puts(w, "]}");
-    }
-    out_puts(w, "]");
-    out_warnings_json(w, m);
+    out_json_target(w, m);
+    out_puts(w, ",");
+    out_json_threads(w, m);
+    out_puts(w, ",");
+    out_json_warnings(w, m);
     out_puts(w, "}\n");
 }
 
@@ -67,7 +19,7 @@ static void out_stacks_json(out_writer *w, const aio_model *m) {
 #define OUT_REPEAT_COLLAPSE 4
 
 static bool out_same_frame(const aio_frame *a, const aio_frame *b) {
-    return a->function && b->function && a->line == b->line &&
+    return a->function && b->function && a->line == b->line && a->task == b->task &&
            strcmp(a->function, b->function) == 0 && strcmp(a->file, b->file) == 0;
 }
 
@@ -91,6 +43,30 @@ static void out_frame_text(out_writer *w, const aio_frame *f) {
     }
 }
 
+/* The line that opens a run of frames belonging to the running task, so the
+ * reader sees where the loop's frames end and the task's coroutines begin. */
+static void out_task_splice(out_writer *w, const aio_model *m, uint64_t task) {
+    /* A linear search: a thread has one running task (two with a nested loop). */
+    const aio_task *t = NULL;
+    for (size_t i = 0; i < m->tasks.len && !t; i++) {
+        if (VEC_AT(&m->tasks, aio_task, i)->id == task) {
+            t = VEC_AT(&m->tasks, aio_task, i);
+        }
+    }
+    sbuf b;
+    sbuf_init(&b);
+    if (t) {
+        out_task_ref_id(&b, t);
+    } else {
+        sbuf_printf(&b, "task 0x%" PRIx64, task);
+    }
+    if (b.oom) {
+        w->failed = true;
+    }
+    out_printf(w, "    ── %s ──\n", sbuf_str(&b));
+    sbuf_free(&b);
+}
+
 static void out_stacks_text(out_writer *w, const aio_model *m) {
     const aio_target *t = &m->target;
     out_printf(w, "Python %s, %s %d%s\n", t->python,
@@ -111,6 +87,9 @@ static void out_stacks_text(out_writer *w, const aio_model *m) {
         }
         for (size_t k = 0; k < th->frames.len; k++) {
             const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
+            if (f->task && (k == 0 || VEC_AT(&th->frames, aio_frame, k - 1)->task != f->task)) {
+                out_task_splice(w, m, f->task);
+            }
             size_t same = out_repeats(th, k);
             if (same >= OUT_REPEAT_COLLAPSE) {
                 /* As Python's tracebacks do: deep recursion reads better

@@ -87,6 +87,14 @@ typedef struct py_layout {
     py_managed_kind managed;
     /* generators and coroutines */
     int32_t gen_frame_state, gen_iframe;
+    int8_t gs_created, gs_suspended, gs_suspended_yf, gs_suspended_yf_locked, gs_executing;
+    int8_t gs_cleared; /* states at or past this one: the frame is gone */
+    /* 3.11/3.12 tell an await from a plain yield by the RESUME after prev_instr */
+    int op_resume, op_resume_alt, op_instrumented_resume;
+    /* the value stack of a suspended frame: its top is the awaited object */
+    int32_t co_stacksize;
+    int32_t float_value;
+    int32_t func_closure;
     /* gc */
     int32_t gc_generation0, gc_permanent;
     int gc_generations;
@@ -213,6 +221,40 @@ err_t py_attr(py_target *t, uint64_t obj, const char *name, uint64_t *value);
 err_t py_module(py_target *t, uint64_t interp, const char *name, uint64_t *module);
 /* Strips _PyStackRef tags (3.14+); 0 for NULL and tagged ints. */
 uint64_t py_stackref_obj(const py_target *t, uint64_t bits);
+
+/* Generators, coroutines and async generators. */
+typedef enum py_gen_state {
+    PY_GEN_CREATED,      /* never started */
+    PY_GEN_SUSPENDED,    /* at a plain yield */
+    PY_GEN_AWAITING,     /* at await / yield from: `awaited` is set */
+    PY_GEN_RUNNING,      /* its frame is on a thread's stack */
+    PY_GEN_FINISHED,     /* completed or cleared: no frame */
+} py_gen_state;
+
+typedef struct py_gen {
+    uint64_t addr;
+    uint64_t frame; /* the embedded _PyInterpreterFrame */
+    py_gen_state state;
+    uint64_t awaited; /* what it awaits (PY_GEN_AWAITING), else 0 */
+} py_gen;
+
+/* Reads a generator-like object (coroutine, generator, async generator):
+ * its frame, its state, and what it awaits, the way each version's
+ * _PyGen_yf would. */
+err_t py_gen_read(py_target *t, uint64_t obj, py_gen *out);
+/* Local slot i of a frame (locals, cells, then the value stack), tags
+ * stripped; 0 for NULL. */
+err_t py_frame_slot(py_target *t, uint64_t frame, int i, uint64_t *value);
+/* Names of a code object's locals (co_localsplusnames), vec of uint64_t str objects. */
+err_t py_code_local_names(py_target *t, uint64_t code, vec *names);
+/* A __slots__ member of an instance (searched through the type's bases);
+ * 0 when absent or unset. */
+err_t py_slot(py_target *t, uint64_t obj, const char *name, uint64_t *value);
+err_t py_read_float(py_target *t, uint64_t obj, double *out);
+/* True when type or one of its bases is called name (tp_name). */
+bool py_type_is(py_target *t, uint64_t type, const char *name);
+/* Calls cb for a function object's closure cells' contents. */
+err_t py_func_closure(py_target *t, uint64_t func, vec *cells);
 
 /* GC-tracked objects of an interpreter; cb returns non-zero to stop. */
 typedef int (*py_gc_cb)(void *ctx, uint64_t obj);

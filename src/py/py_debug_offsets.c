@@ -243,6 +243,7 @@ err_t py_layout_from_debug_offsets(py_target *t) {
     L.str_compact_data = L.str_ascii_data + 16;
     L.str_legacy_data = L.str_compact_data;
     L.fr_size = (uint32_t)sizes[DBG_FRAME];
+    L.ts_size = (uint32_t)sizes[DBG_THREAD];
     t->L = L;
     t->debug_offsets = true;
     return ERR_OK;

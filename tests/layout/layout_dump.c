@@ -40,6 +40,10 @@ static void dump_layout(const py_layout *L) {
         V(func_code), V(func_qualname), V(mod_dict),
         V(managed),
         V(gen_frame_state), V(gen_iframe),
+        V(gs_created), V(gs_suspended), V(gs_suspended_yf), V(gs_suspended_yf_locked),
+        V(gs_executing), V(gs_cleared),
+        V(op_resume), V(op_resume_alt), V(op_instrumented_resume),
+        V(co_stacksize), V(float_value), V(func_closure),
         V(gc_generation0), V(gc_permanent), V(gc_generations),
     };
 #undef V

@@ -37,21 +37,22 @@ SKIPPED_FIELDS = {
     "deque_right": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
     "deque_leftindex": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
     "deque_rightindex": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
-    "ts_size": "set by no table and read nowhere in src/ (always 0)",
 }
 # Skipped because nothing uses them: checked to stay unused and unset.
-UNUSED_FIELDS = ("ts_size",)
+UNUSED_FIELDS = ()
 
 # Fields py_layout_from_debug_offsets sets besides those it reads from the
-# table: the frame size (interpreter_frame.size) and the str data offsets it
-# derives from unicode_object.asciiobject_size.
-DERIVED_AT_RUN_TIME = ("fr_size", "str_compact_data", "str_legacy_data")
+# table: the frame and thread-state sizes (interpreter_frame.size,
+# thread_state.size) and the str data offsets it derives from
+# unicode_object.asciiobject_size.
+DERIVED_AT_RUN_TIME = ("fr_size", "ts_size", "str_compact_data", "str_legacy_data")
 
 # The value a field has once the target's debug offsets are applied, where it
 # differs from what the built-in table holds: the tables leave the embedded
-# GIL absent, the debug offsets give it.
+# GIL absent and the thread-state size 0, the debug offsets give them.
 RUNTIME_EXPRESSIONS = {
     "is_gil_embedded": "offsetof(PyInterpreterState, _gil)",
+    "ts_size": "sizeof(PyThreadState)",
 }
 
 
@@ -93,6 +94,8 @@ def builtin_expressions(minor):
         "ts_thread_id": "offsetof(PyThreadState, thread_id)",
         "ts_native_id": "offsetof(PyThreadState, native_thread_id)",
         "ts_datastack_chunk": "offsetof(PyThreadState, datastack_chunk)",
+        # The tables leave it 0; the debug offsets give it: RUNTIME_EXPRESSIONS.
+        "ts_size": "0 /* thread_state.size comes from the debug offsets */",
         # _PyInterpreterFrame
         "fr_code": "offsetof(_PyInterpreterFrame, %s)" % ("f_code" if old else "f_executable"),
         "fr_previous": "offsetof(_PyInterpreterFrame, previous)",
@@ -123,6 +126,7 @@ def builtin_expressions(minor):
         "co_linetable": "offsetof(PyCodeObject, co_linetable)",
         "co_code_adaptive": "offsetof(PyCodeObject, co_code_adaptive)",
         "co_framesize": since(12, "offsetof(PyCodeObject, co_framesize)"),
+        "co_stacksize": "offsetof(PyCodeObject, co_stacksize)",
         # Objects and types
         "ob_refcnt": "offsetof(PyObject, ob_refcnt)",
         "ob_type": "offsetof(PyObject, ob_type)",
@@ -171,10 +175,30 @@ def builtin_expressions(minor):
         "cell_ref": "offsetof(PyCellObject, ob_ref)",
         "func_code": "offsetof(PyFunctionObject, func_code)",
         "func_qualname": "offsetof(PyFunctionObject, func_qualname)",
+        "func_closure": "offsetof(PyFunctionObject, func_closure)",
         "mod_dict": "offsetof(PyModuleObject, md_dict)",
         # generators and coroutines
         "gen_frame_state": "offsetof(PyGenObject, gi_frame_state)",
         "gen_iframe": "offsetof(PyGenObject, gi_iframe)",
+        # gi_frame_state values (enum _framestate, pycore_frame.h). One state
+        # covers yield and yield from before 3.13, and the locked yield-from
+        # state is 3.15's: before, each repeats the state it splits from.
+        "gs_created": "FRAME_CREATED",
+        "gs_suspended": "FRAME_SUSPENDED",
+        "gs_suspended_yf": since(13, "FRAME_SUSPENDED_YIELD_FROM", "FRAME_SUSPENDED"),
+        "gs_suspended_yf_locked": since(15, "FRAME_SUSPENDED_YIELD_FROM_LOCKED",
+                                        since(13, "FRAME_SUSPENDED_YIELD_FROM",
+                                              "FRAME_SUSPENDED")),
+        "gs_executing": "FRAME_EXECUTING",
+        # The first state with no frame: FRAME_COMPLETED, gone in 3.15.
+        "gs_cleared": since(15, "FRAME_CLEARED", "FRAME_COMPLETED"),
+        # Opcodes of the RESUME that tells an await from a yield (opcode.h),
+        # read on 3.11 and 3.12 only.
+        "op_resume": "RESUME" if old else None,
+        "op_resume_alt": "RESUME_QUICK" if minor == 11 else None,
+        "op_instrumented_resume": "INSTRUMENTED_RESUME" if minor == 12 else None,
+        # float
+        "float_value": "offsetof(PyFloatObject, ob_fval)",
         # gc: generation0 points at generations[0]
         "gc_generation0": "offsetof(struct _gc_runtime_state, generation0)",
         "gc_permanent": "offsetof(struct _gc_runtime_state, permanent_generation)",
@@ -345,11 +369,12 @@ def py_layout_members():
 # The headers each probe includes, when the version has them (__has_include):
 # the frame and generator structs moved to pycore_interpframe_structs.h in
 # 3.14, the GIL state lived in pycore_gil.h before, the debug offsets have
-# their own header since 3.14.
+# their own header since 3.14. Python.h does not include opcode.h.
 PROBE_INCLUDES = """\
 #include <Python.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <opcode.h>
 #include <internal/pycore_runtime.h>
 #include <internal/pycore_interp.h>
 #include <internal/pycore_frame.h>

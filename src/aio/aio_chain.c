@@ -1,0 +1,361 @@
+/* A task's await chain: from its coroutine through coroutines, generators,
+ * async generators and their asend/athrow objects and coroutine wrappers to
+ * the innermost frame; then what that frame waits on, typed by the asyncio
+ * frames around it (Lock.acquire, Queue.get, sleep, TaskGroup...) and by the
+ * future it is blocked on. */
+#include "aio_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Wrapper objects that hold the next link of a chain at one word after the
+ * object header: FutureIter's future, asend/athrow's generator, a coroutine
+ * wrapper's coroutine. */
+#define AIO_WRAPPED_OFF 16
+/* Callbacks of one future we look at. */
+#define AIO_CALLBACKS_MAX 64
+
+typedef struct aio_frame_rule {
+    const char *qualname;
+    aio_kind kind;
+} aio_frame_rule;
+
+/* asyncio's own coroutine frames that say what a task waits for; `self` of
+ * the outermost match is the resource (a Barrier waits through a Condition:
+ * the Barrier wins). */
+static const aio_frame_rule aio_rules[] = {
+    {"Lock.acquire", AIO_KIND_LOCK},
+    {"Semaphore.acquire", AIO_KIND_SEMAPHORE},
+    {"BoundedSemaphore.acquire", AIO_KIND_SEMAPHORE},
+    {"Condition.wait", AIO_KIND_CONDITION},
+    {"Condition.wait_for", AIO_KIND_CONDITION},
+    {"Event.wait", AIO_KIND_EVENT},
+    {"Queue.get", AIO_KIND_QUEUE},
+    {"Queue.put", AIO_KIND_QUEUE},
+    {"Queue.join", AIO_KIND_QUEUE},
+    {"Barrier.wait", AIO_KIND_BARRIER},
+    {"Barrier._block", AIO_KIND_BARRIER},
+    {"Barrier._wait", AIO_KIND_BARRIER},
+    {"TaskGroup.__aexit__", AIO_KIND_TASKGROUP},
+    {"TaskGroup._aexit", AIO_KIND_TASKGROUP},
+    {"StreamReader._wait_for_data", AIO_KIND_IO},
+    {"StreamReader.read", AIO_KIND_IO},
+    {"StreamReader.readline", AIO_KIND_IO},
+    {"StreamReader.readuntil", AIO_KIND_IO},
+    {"StreamReader.readexactly", AIO_KIND_IO},
+    {"BaseSelectorEventLoop.sock_recv", AIO_KIND_IO},
+    {"BaseSelectorEventLoop.sock_recv_into", AIO_KIND_IO},
+    {"BaseSelectorEventLoop.sock_recvfrom", AIO_KIND_IO},
+    {"BaseSelectorEventLoop.sock_accept", AIO_KIND_IO},
+    {"BaseSelectorEventLoop.sock_connect", AIO_KIND_IO},
+    {"BaseSelectorEventLoop.sock_sendall", AIO_KIND_IO},
+    {"StreamWriter.drain", AIO_KIND_IO},
+};
+
+/* Resources keyed by the future itself rather than by `self`. */
+static bool aio_rule_keys_future(aio_kind k) {
+    return k == AIO_KIND_SLEEP;
+}
+
+static bool aio_is_asyncio_file(const char *file) {
+    return file && strstr(file, "/asyncio/") != NULL;
+}
+
+static err_t aio_push_chain_frame(aio_task *task, uint64_t frame_addr, const py_frame *f) {
+    aio_frame *af = vec_push(&task->frames);
+    if (!af) {
+        return ERR_NOMEM;
+    }
+    af->addr = frame_addr;
+    af->line = f ? f->line : -1;
+    vec_init(&af->locals, sizeof(aio_local));
+    if (f && f->is_python) {
+        af->function = util_strdup(f->qualname ? f->qualname : "<unknown>");
+        af->file = util_strdup(f->filename ? f->filename : "<unknown>");
+        if (!af->function || !af->file) {
+            return ERR_NOMEM;
+        }
+    }
+    return ERR_OK;
+}
+
+static bool aio_type_named(aio_ctx *c, uint64_t obj, const char *name) {
+    uint64_t type;
+    char buf[64];
+    return py_type_of(c->t, obj, &type) == ERR_OK &&
+           py_type_name(c->t, type, buf, sizeof buf) == ERR_OK && strcmp(buf, name) == 0;
+}
+
+aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
+    aio_model *m = c->model;
+    uint64_t idx;
+    if (u64map_get(&c->resource_index, id, &idx)) {
+        return VEC_AT(&m->resources, aio_resource, idx);
+    }
+    aio_resource *r = vec_push(&m->resources);
+    if (!r || !u64map_put(&c->resource_index, id, m->resources.len - 1)) {
+        return NULL;
+    }
+    r->id = id;
+    r->kind = kind;
+    vec_init(&r->waiters, sizeof(uint64_t));
+    vec_init(&r->members, sizeof(uint64_t));
+    uint64_t type;
+    if (py_type_of(c->t, id, &type) == ERR_OK) {
+        py_type_name(c->t, type, r->type, sizeof r->type);
+    }
+    return r;
+}
+
+static err_t aio_push_id(vec *v, uint64_t id) {
+    for (size_t i = 0; i < v->len; i++) {
+        if (*VEC_AT(v, uint64_t, i) == id) {
+            return ERR_OK;
+        }
+    }
+    uint64_t *slot = vec_push(v);
+    if (!slot) {
+        return ERR_NOMEM;
+    }
+    *slot = id;
+    return ERR_OK;
+}
+
+/* Callback functions registered on a future (C: callback0 + a list of
+ * (callback, context) tuples; Python: _callbacks). */
+static void aio_future_callbacks(aio_ctx *c, uint64_t fut, vec *out) {
+    py_target *t = c->t;
+    uint64_t list = 0;
+    if (aio_object_kind(c, fut) == AIO_OBJ_C_FUTURE || aio_object_kind(c, fut) == AIO_OBJ_C_TASK) {
+        uint64_t cb0;
+        if (mem_read_u64(t->m, fut + (uint64_t)c->A.fut_callback0, &cb0) == ERR_OK && cb0) {
+            aio_push_id(out, cb0);
+        }
+        mem_read_u64(t->m, fut + (uint64_t)c->A.fut_callbacks, &list);
+    } else {
+        py_attr(t, fut, "_callbacks", &list);
+    }
+    if (!list || list == t->types.none) {
+        return;
+    }
+    vec pairs, pair;
+    vec_init(&pairs, sizeof(uint64_t));
+    vec_init(&pair, sizeof(uint64_t));
+    if (py_list_items(t, list, &pairs) == ERR_OK) {
+        for (size_t i = 0; i < pairs.len && i < AIO_CALLBACKS_MAX; i++) {
+            pair.len = 0;
+            if (py_tuple_items(t, *VEC_AT(&pairs, uint64_t, i), &pair) == ERR_OK && pair.len) {
+                aio_push_id(out, *VEC_AT(&pair, uint64_t, 0));
+            }
+        }
+    }
+    vec_free(&pairs);
+    vec_free(&pair);
+}
+
+/* The callback of fut whose function's qualname contains needle, or 0. */
+static uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle) {
+    py_target *t = c->t;
+    vec cbs;
+    vec_init(&cbs, sizeof(uint64_t));
+    aio_future_callbacks(c, fut, &cbs);
+    uint64_t found = 0;
+    for (size_t i = 0; i < cbs.len && !found; i++) {
+        uint64_t cb = *VEC_AT(&cbs, uint64_t, i), type, qn;
+        char buf[128];
+        if (py_type_of(t, cb, &type) == ERR_OK && type == t->types.function &&
+            mem_read_u64(t->m, cb + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
+            py_read_str_buf(t, qn, buf, sizeof buf) == ERR_OK && strstr(buf, needle)) {
+            found = cb;
+        }
+    }
+    vec_free(&cbs);
+    return found;
+}
+
+static err_t aio_add_members_from(aio_ctx *c, aio_resource *r, const vec *items) {
+    for (size_t i = 0; i < items->len; i++) {
+        uint64_t o = *VEC_AT(items, uint64_t, i);
+        if (aio_is_task(c, o) && aio_push_id(&r->members, o) != ERR_OK) {
+            return ERR_NOMEM;
+        }
+    }
+    return ERR_OK;
+}
+
+/* Fills a combinator resource's members: gather children, TaskGroup tasks,
+ * shield's inner task. */
+static err_t aio_members(aio_ctx *c, aio_resource *r) {
+    py_target *t = c->t;
+    vec items;
+    vec_init(&items, sizeof(uint64_t));
+    uint64_t v = 0;
+    err_t e = ERR_OK;
+    if (r->kind == AIO_KIND_GATHER && py_attr(t, r->id, "_children", &v) == ERR_OK && v) {
+        py_list_items(t, v, &items);
+    } else if (r->kind == AIO_KIND_TASKGROUP && py_attr(t, r->id, "_tasks", &v) == ERR_OK && v) {
+        py_set_items(t, v, &items);
+    } else if (r->kind == AIO_KIND_SHIELD) {
+        uint64_t cb = aio_callback_named(c, r->id, "_outer_done_callback");
+        if (cb) {
+            py_func_closure(t, cb, &items);
+        }
+    }
+    e = aio_add_members_from(c, r, &items);
+    vec_free(&items);
+    return e;
+}
+
+/* Classifies what the task waits on and records the resource. */
+static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
+    py_target *t = c->t;
+    if (!awaited || awaited == t->types.none) {
+        task->waits_kind = AIO_KIND_NONE;
+        return ERR_OK;
+    }
+    /* asyncio's own frames, innermost outwards, while they last. */
+    aio_kind kind = AIO_KIND_NONE;
+    uint64_t self = 0;
+    bool in_wait_for = false;
+    for (size_t i = 0; i < task->frames.len; i++) {
+        const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
+        if (!f->function || !aio_is_asyncio_file(f->file)) {
+            break;
+        }
+        if (strcmp(f->function, "wait_for") == 0) {
+            in_wait_for = true;
+        }
+        if (strcmp(f->function, "sleep") == 0) {
+            kind = AIO_KIND_SLEEP;
+            self = 0;
+        }
+        for (size_t k = 0; k < ARRAY_LEN(aio_rules); k++) {
+            if (strcmp(f->function, aio_rules[k].qualname) == 0) {
+                kind = aio_rules[k].kind;
+                py_frame_slot(t, f->addr, 0, &self);
+            }
+        }
+    }
+    aio_objkind ok = aio_object_kind(c, awaited);
+    bool is_task = ok == AIO_OBJ_C_TASK || ok == AIO_OBJ_PY_TASK;
+    bool is_future = ok == AIO_OBJ_C_FUTURE || ok == AIO_OBJ_PY_FUTURE;
+    uint64_t id = awaited;
+    if (kind != AIO_KIND_NONE && !aio_rule_keys_future(kind) && self) {
+        id = self;
+    } else if (kind == AIO_KIND_NONE) {
+        if (is_task) {
+            kind = AIO_KIND_TASK;
+        } else if (is_future && aio_type_named(c, awaited, "_GatheringFuture")) {
+            kind = AIO_KIND_GATHER;
+        } else if (is_future && aio_callback_named(c, awaited, "_outer_done_callback")) {
+            kind = AIO_KIND_SHIELD;
+        } else if (is_future && aio_callback_named(c, awaited, "_call_check_cancel")) {
+            kind = AIO_KIND_EXECUTOR;
+        } else if (is_future) {
+            kind = in_wait_for ? AIO_KIND_TIMEOUT : AIO_KIND_FUTURE;
+        } else {
+            kind = AIO_KIND_OTHER;
+        }
+    }
+    task->waits_kind = kind;
+    task->waits_on = id;
+    uint64_t type;
+    if (py_type_of(t, id, &type) == ERR_OK) {
+        py_type_name(t, type, task->waits_type, sizeof task->waits_type);
+    }
+    if (aio_push_id(&task->awaits, id) != ERR_OK) {
+        return ERR_NOMEM;
+    }
+    if (kind == AIO_KIND_TASK) {
+        return ERR_OK;
+    }
+    aio_resource *r = aio_resource_get(c, id, kind);
+    if (!r || aio_push_id(&r->waiters, task->id) != ERR_OK) {
+        return ERR_NOMEM;
+    }
+    if (!r->future && (is_future || is_task)) {
+        r->future = awaited;
+    }
+    if (r->members.len == 0 &&
+        (kind == AIO_KIND_GATHER || kind == AIO_KIND_TASKGROUP || kind == AIO_KIND_SHIELD)) {
+        return aio_members(c, r);
+    }
+    if (kind == AIO_KIND_TIMEOUT || in_wait_for) {
+        /* wait_for's inner task, when it is one: the frame's local `fut`. */
+        for (size_t i = 0; i < task->frames.len; i++) {
+            const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
+            uint64_t inner;
+            if (f->function && strcmp(f->function, "wait_for") == 0 &&
+                py_frame_slot(t, f->addr, 0, &inner) == ERR_OK && aio_is_task(c, inner)) {
+                return aio_push_id(&r->members, inner);
+            }
+        }
+    }
+    return ERR_OK;
+}
+
+err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter);
+err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter) {
+    py_target *t = c->t;
+    uint64_t obj = task->coro, end = 0;
+    err_t e = ERR_OK;
+    for (int depth = 0; obj && obj != t->types.none; depth++) {
+        if (depth == AIO_CHAIN_MAX) {
+            task->truncated = true;
+            break;
+        }
+        uint64_t type;
+        if (py_type_of(t, obj, &type) != ERR_OK) {
+            task->truncated = true;
+            break;
+        }
+        if (type == t->types.coro || type == t->types.gen || type == t->types.asyncgen) {
+            py_gen g;
+            py_frame f;
+            if (py_gen_read(t, obj, &g) != ERR_OK) {
+                task->truncated = true;
+                break;
+            }
+            if (g.state == PY_GEN_FINISHED) {
+                break;
+            }
+            bool readable = py_frame_read(t, g.frame, &f) == ERR_OK;
+            if ((e = aio_push_chain_frame(task, g.frame, readable ? &f : NULL)) != ERR_OK) {
+                return e;
+            }
+            if (g.state == PY_GEN_AWAITING) {
+                obj = g.awaited;
+                continue;
+            }
+            if (g.state == PY_GEN_SUSPENDED && readable && f.qualname &&
+                strcmp(f.qualname, "Future.__await__") == 0) {
+                /* The pure-Python Future yields itself: it is `self`. */
+                py_frame_slot(t, g.frame, 0, &end);
+            }
+            break;
+        }
+        char name[64];
+        py_type_name(t, type, name, sizeof name);
+        if (strcmp(name, "_asyncio.FutureIter") == 0 || strcmp(name, "FutureIter") == 0) {
+            mem_read_u64(t->m, obj + AIO_WRAPPED_OFF, &end);
+            break;
+        }
+        if (strcmp(name, "async_generator_asend") == 0 ||
+            strcmp(name, "async_generator_athrow") == 0 || strcmp(name, "coroutine_wrapper") == 0) {
+            if (mem_read_u64(t->m, obj + AIO_WRAPPED_OFF, &obj) != ERR_OK) {
+                task->truncated = true;
+                break;
+            }
+            continue;
+        }
+        end = obj; /* an awaitable of another kind: shown by its type */
+        break;
+    }
+    /* Walked from the task's coroutine inwards; stacks read innermost first. */
+    for (size_t i = 0, j = task->frames.len; i + 1 < j; i++, j--) {
+        aio_frame tmp = *VEC_AT(&task->frames, aio_frame, i);
+        *VEC_AT(&task->frames, aio_frame, i) = *VEC_AT(&task->frames, aio_frame, j - 1);
+        *VEC_AT(&task->frames, aio_frame, j - 1) = tmp;
+    }
+    return aio_classify(c, task, fut_waiter ? fut_waiter : end);
+}

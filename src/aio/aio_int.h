@@ -1,0 +1,76 @@
+/* Internals shared by the asyncio layer's files: the per-version layout of
+ * the C Future and Task, and the steps that build the model. */
+#ifndef SNARL_AIO_INT_H
+#define SNARL_AIO_INT_H
+
+#include "aio.h"
+
+/* Tasks we follow in one registry or list; a million-task program fits
+ * sixteen times over. */
+#define AIO_TASKS_MAX (1u << 24)
+/* Links of one await chain (coroutines, generators, wrappers). */
+#define AIO_CHAIN_MAX 1024
+/* Bytes of a C TaskObj we read at most (168 in 3.14). */
+#define AIO_TASK_SIZE_MAX_READ 512
+
+typedef struct aio_layout {
+    /* FutureObj */
+    int32_t fut_loop, fut_callback0, fut_callbacks, fut_result, fut_exception, fut_source_tb;
+    int32_t fut_state; /* int32 enum: 0 pending, 1 cancelled, 2 finished */
+    int32_t fut_awaited_by, fut_awaited_by_is_set; /* 3.14+ */
+    /* TaskObj */
+    int32_t task_fut_waiter, task_coro, task_name, task_num_cancels, task_node;
+    uint32_t task_size; /* bytes of a TaskObj we read */
+    /* _PyThreadStateImpl and PyInterpreterState (running loop, task lists) */
+    int32_t ts_running_loop, ts_running_task, ts_tasks_head, is_tasks_head;
+    /* _asyncio module state: md_state, then the WeakSet and set of tasks
+     * that are not _asyncio.Task instances (3.14+) */
+    int32_t mod_state, st_non_asyncio_tasks, st_non_asyncio_eager_tasks;
+    bool from_debug_section; /* checked against the target's .AsyncioDebug */
+} aio_layout;
+
+/* Object kinds of the asyncio world, told apart by type. */
+typedef enum aio_objkind {
+    AIO_OBJ_OTHER,
+    AIO_OBJ_C_TASK,  /* _asyncio.Task or a subclass */
+    AIO_OBJ_C_FUTURE,
+    AIO_OBJ_PY_TASK, /* asyncio.tasks._PyTask and subclasses */
+    AIO_OBJ_PY_FUTURE,
+} aio_objkind;
+
+typedef struct aio_ctx {
+    py_target *t;
+    aio_model *model;
+    const aio_options *opt;
+    aio_layout A;
+    u64set seen_tasks;
+    /* Type cache: type address -> aio_objkind + 1. */
+    u64set c_task_types, c_future_types, py_task_types, py_future_types, other_types;
+    uint64_t interp; /* the main interpreter */
+    u64map task_index;     /* task id -> index in model->tasks */
+    u64map resource_index; /* resource id -> index in model->resources */
+} aio_ctx;
+
+/* The resource with this id, added with kind if new; NULL when out of memory. */
+aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind);
+
+err_t aio_layout_init(aio_ctx *c);
+aio_objkind aio_object_kind(aio_ctx *c, uint64_t obj);
+bool aio_is_task(aio_ctx *c, uint64_t obj);
+bool aio_is_future(aio_ctx *c, uint64_t obj);
+
+err_t aio_build_threads(py_target *t, aio_model *model);
+err_t aio_find_tasks(aio_ctx *c);
+/* Only the tasks the threads' loops are running right now. */
+err_t aio_find_running_tasks(aio_ctx *c);
+/* Reads the locals of each frame of a task (bounded reprs). */
+err_t aio_read_locals(aio_ctx *c, aio_task *task);
+err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by);
+err_t aio_read_loops(aio_ctx *c);
+err_t aio_link(aio_ctx *c);
+
+/* Frame helpers shared with the thread walk. */
+err_t aio_frame_from_py(const py_frame *f, aio_frame *out);
+void aio_frame_free(aio_frame *f);
+
+#endif

@@ -1,0 +1,285 @@
+/* Event loops and what runs on them: each task's loop, the loop each thread
+ * runs and the task it is running (spliced into that thread's stack), the
+ * deadlines of sleeping tasks from the loop's timer heap, and the edges that
+ * make the wait-for graph: awaited-by for every task. */
+#include "aio_int.h"
+
+#include <string.h>
+#include <time.h>
+
+/* The key 3.11 and 3.12 use in a thread's dict for the running loop. */
+#define AIO_RUNNING_LOOP_KEY "__asyncio_running_event_loop__"
+/* 3.11 keeps a _RunningLoopHolder there: its loop follows the header. */
+#define AIO_HOLDER_LOOP 16
+/* Timer handles we index per loop. */
+#define AIO_TIMERS_MAX (1u << 24)
+
+static aio_loop *aio_loop_get(aio_ctx *c, uint64_t id) {
+    aio_model *m = c->model;
+    for (size_t i = 0; i < m->loops.len; i++) {
+        aio_loop *l = VEC_AT(&m->loops, aio_loop, i);
+        if (l->id == id) {
+            return l;
+        }
+    }
+    aio_loop *l = vec_push(&m->loops);
+    if (l) {
+        uint64_t type;
+        l->id = id;
+        if (py_type_of(c->t, id, &type) == ERR_OK) {
+            py_type_name(c->t, type, l->type, sizeof l->type);
+        }
+    }
+    return l;
+}
+
+/* The loop a thread runs, per version. */
+static uint64_t aio_thread_loop(aio_ctx *c, const aio_thread *th) {
+    py_target *t = c->t;
+    uint64_t v = 0;
+    if (c->A.ts_running_loop != PY_NONE) {
+        mem_read_u64(t->m, th->tstate + (uint64_t)c->A.ts_running_loop, &v);
+        return v == t->types.none ? 0 : v;
+    }
+    uint64_t dict;
+    if (mem_read_u64(t->m, th->tstate + (uint64_t)t->L.ts_dict, &dict) != ERR_OK || !dict ||
+        py_dict_get_str(t, dict, AIO_RUNNING_LOOP_KEY, &v) != ERR_OK || !v) {
+        return 0;
+    }
+    if (t->L.minor == 11 && mem_read_u64(t->m, v + AIO_HOLDER_LOOP, &v) != ERR_OK) {
+        return 0;
+    }
+    return v == t->types.none ? 0 : v;
+}
+
+/* {loop: task} from asyncio.tasks._current_tasks (3.11-3.13). */
+static uint64_t aio_current_task(aio_ctx *c, const aio_thread *th, uint64_t loop) {
+    py_target *t = c->t;
+    uint64_t v = 0;
+    if (c->A.ts_running_task != PY_NONE) {
+        mem_read_u64(t->m, th->tstate + (uint64_t)c->A.ts_running_task, &v);
+        return v == t->types.none ? 0 : v;
+    }
+    uint64_t mod, md, cur;
+    if (py_module(t, c->interp, "asyncio.tasks", &mod) != ERR_OK || !mod ||
+        mem_read_u64(t->m, mod + (uint64_t)t->L.mod_dict, &md) != ERR_OK ||
+        py_dict_get_str(t, md, "_current_tasks", &cur) != ERR_OK || !cur) {
+        return 0;
+    }
+    vec items;
+    vec_init(&items, sizeof(uint64_t));
+    if (py_dict_items(t, cur, &items) == ERR_OK) {
+        for (size_t i = 0; i + 1 < items.len; i += 2) {
+            if (*VEC_AT(&items, uint64_t, i) == loop) {
+                v = *VEC_AT(&items, uint64_t, i + 1);
+            }
+        }
+    }
+    vec_free(&items);
+    return v;
+}
+
+err_t aio_find_running_tasks(aio_ctx *c) {
+    aio_model *m = c->model;
+    c->model->tasks_found_by = "running tasks only";
+    for (size_t i = 0; i < m->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        uint64_t loop = aio_thread_loop(c, th), task;
+        if (loop && (task = aio_current_task(c, th, loop)) && aio_is_task(c, task)) {
+            err_t e = aio_read_task(c, task, "running");
+            if (e != ERR_OK) {
+                return e;
+            }
+        }
+    }
+    return ERR_OK;
+}
+
+/* A running task's coroutine frames are on its thread's stack, the inner
+ * ones only there: its stack is the thread's frames from the innermost up to
+ * the task's outermost coroutine frame; those thread frames are marked so
+ * stacks can show where the task begins. */
+static err_t aio_splice_running(aio_ctx *c, aio_thread *th, aio_task *task) {
+    (void)c;
+    task->running_thread = th->native_id;
+    if (task->frames.len == 0) {
+        return ERR_OK;
+    }
+    /* The chain reads innermost first; its last frame is the coroutine's. */
+    uint64_t outer = VEC_AT(&task->frames, aio_frame, task->frames.len - 1)->addr;
+    size_t k = th->frames.len;
+    for (size_t i = 0; i < th->frames.len && k == th->frames.len; i++) {
+        if (VEC_AT(&th->frames, aio_frame, i)->addr == outer) {
+            k = i;
+        }
+    }
+    if (k == th->frames.len) {
+        return ERR_OK; /* not on this thread's stack after all */
+    }
+    vec frames;
+    vec_init(&frames, sizeof(aio_frame));
+    for (size_t i = 0; i <= k; i++) {
+        aio_frame *src = VEC_AT(&th->frames, aio_frame, i), *dst = vec_push(&frames);
+        if (!dst) {
+            vec_free(&frames);
+            return ERR_NOMEM;
+        }
+        src->task = task->id;
+        dst->addr = src->addr;
+        dst->line = src->line;
+        vec_init(&dst->locals, sizeof(aio_local));
+        if (src->function && (!(dst->function = util_strdup(src->function)) ||
+                              !(dst->file = util_strdup(src->file)))) {
+            frames.len = i + 1;
+            for (size_t j = 0; j < frames.len; j++) {
+                aio_frame_free(VEC_AT(&frames, aio_frame, j));
+            }
+            vec_free(&frames);
+            return ERR_NOMEM;
+        }
+    }
+    for (size_t j = 0; j < task->frames.len; j++) {
+        aio_frame_free(VEC_AT(&task->frames, aio_frame, j));
+    }
+    vec_free(&task->frames);
+    task->frames = frames;
+    return ERR_OK;
+}
+
+static double aio_monotonic_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleep deadlines: asyncio.sleep schedules a TimerHandle whose _args start
+ * with the future; _when is its deadline on the loop's clock. */
+static err_t aio_sleep_deadlines(aio_ctx *c, const aio_loop *l) {
+    uint64_t loop = l->id;
+    py_target *t = c->t;
+    aio_model *m = c->model;
+    uint64_t sched;
+    if (py_attr(t, loop, "_scheduled", &sched) != ERR_OK || !sched) {
+        return ERR_OK;
+    }
+    vec handles, args;
+    vec_init(&handles, sizeof(uint64_t));
+    vec_init(&args, sizeof(uint64_t));
+    u64map when;
+    u64map_init(&when);
+    if (py_list_items(t, sched, &handles) == ERR_OK && handles.len <= AIO_TIMERS_MAX) {
+        for (size_t i = 0; i < handles.len; i++) {
+            uint64_t h = *VEC_AT(&handles, uint64_t, i), a = 0, w = 0;
+            double d;
+            args.len = 0;
+            if (py_slot(t, h, "_args", &a) == ERR_OK && a &&
+                py_tuple_items(t, a, &args) == ERR_OK && args.len &&
+                py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK) {
+                uint64_t bits;
+                memcpy(&bits, &d, sizeof bits);
+                u64map_put(&when, *VEC_AT(&args, uint64_t, 0), bits);
+            }
+        }
+    }
+    bool live = strcmp(m->target.kind, "live") == 0;
+    double now = live ? aio_monotonic_now() : 0;
+    for (size_t i = 0; i < m->resources.len; i++) {
+        aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
+        uint64_t bits;
+        if (r->kind == AIO_KIND_SLEEP && u64map_get(&when, r->id, &bits)) {
+            memcpy(&r->deadline, &bits, sizeof r->deadline);
+            r->has_deadline = true;
+            /* asyncio's clock is time.monotonic(), the same on this machine. */
+            if (live && strstr(l->type, "uvloop") == NULL) {
+                r->remaining = r->deadline - now;
+                r->has_remaining = true;
+            }
+        }
+    }
+    u64map_free(&when);
+    vec_free(&handles);
+    vec_free(&args);
+    return ERR_OK;
+}
+
+err_t aio_read_loops(aio_ctx *c) {
+    aio_model *m = c->model;
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        if (task->loop && task->loop != c->t->types.none && !aio_loop_get(c, task->loop)) {
+            return ERR_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < m->threads.len; i++) {
+        aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        uint64_t loop = aio_thread_loop(c, th);
+        if (!loop) {
+            continue;
+        }
+        aio_loop *l = aio_loop_get(c, loop);
+        if (!l) {
+            return ERR_NOMEM;
+        }
+        l->thread = th->native_id;
+        l->running_task = aio_current_task(c, th, loop);
+        uint64_t idx;
+        if (l->running_task && u64map_get(&c->task_index, l->running_task, &idx)) {
+            err_t e = aio_splice_running(c, th, VEC_AT(&m->tasks, aio_task, idx));
+            if (e != ERR_OK) {
+                return e;
+            }
+        }
+    }
+    for (size_t i = 0; i < m->loops.len; i++) {
+        err_t e = aio_sleep_deadlines(c, VEC_AT(&m->loops, aio_loop, i));
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+static err_t aio_add_awaited_by(aio_ctx *c, uint64_t child, uint64_t parent) {
+    uint64_t idx;
+    if (!u64map_get(&c->task_index, child, &idx)) {
+        return ERR_OK; /* not a task we found (e.g. done and unregistered) */
+    }
+    vec *v = &VEC_AT(&c->model->tasks, aio_task, idx)->awaited_by;
+    for (size_t i = 0; i < v->len; i++) {
+        if (*VEC_AT(v, uint64_t, i) == parent) {
+            return ERR_OK;
+        }
+    }
+    uint64_t *slot = vec_push(v);
+    if (!slot) {
+        return ERR_NOMEM;
+    }
+    *slot = parent;
+    return ERR_OK;
+}
+
+err_t aio_link(aio_ctx *c) {
+    aio_model *m = c->model;
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        if (!task->waits_on) {
+            continue;
+        }
+        err_t e = ERR_OK;
+        if (task->waits_kind == AIO_KIND_TASK) {
+            e = aio_add_awaited_by(c, task->waits_on, task->id);
+        } else {
+            uint64_t idx;
+            if (u64map_get(&c->resource_index, task->waits_on, &idx)) {
+                const aio_resource *r = VEC_AT(&m->resources, aio_resource, idx);
+                for (size_t k = 0; k < r->members.len && e == ERR_OK; k++) {
+                    e = aio_add_awaited_by(c, *VEC_AT(&r->members, uint64_t, k), task->id);
+                }
+            }
+        }
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}

@@ -1,0 +1,179 @@
+/* Builds the whole model in one pass over the target (threads, then tasks,
+ * loops and links), and the lookups and names the other layers use. After
+ * aio_build returns, nothing reads target memory. */
+#include "aio_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const aio_kind_names[AIO_KIND_COUNT] = {
+    [AIO_KIND_NONE] = "none",         [AIO_KIND_TASK] = "task",
+    [AIO_KIND_FUTURE] = "future",     [AIO_KIND_SLEEP] = "sleep",
+    [AIO_KIND_LOCK] = "lock",         [AIO_KIND_SEMAPHORE] = "semaphore",
+    [AIO_KIND_CONDITION] = "condition", [AIO_KIND_EVENT] = "event",
+    [AIO_KIND_QUEUE] = "queue",       [AIO_KIND_BARRIER] = "barrier",
+    [AIO_KIND_GATHER] = "gather",     [AIO_KIND_SHIELD] = "shield",
+    [AIO_KIND_TIMEOUT] = "timeout",   [AIO_KIND_TASKGROUP] = "taskgroup",
+    [AIO_KIND_EXECUTOR] = "executor", [AIO_KIND_IO] = "io",
+    [AIO_KIND_OTHER] = "other",
+};
+
+const char *aio_kind_name(aio_kind k) {
+    return (unsigned)k < AIO_KIND_COUNT ? aio_kind_names[k] : "other";
+}
+
+const char *aio_state_name(aio_state s) {
+    switch (s) {
+    case AIO_STATE_PENDING:
+        return "pending";
+    case AIO_STATE_DONE:
+        return "done";
+    case AIO_STATE_CANCELLED:
+        return "cancelled";
+    default:
+        return "unknown";
+    }
+}
+
+const aio_task *aio_find_task(const aio_model *m, uint64_t id) {
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        const aio_task *t = VEC_AT(&m->tasks, aio_task, i);
+        if (t->id == id) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+const aio_resource *aio_find_resource(const aio_model *m, uint64_t id) {
+    for (size_t i = 0; i < m->resources.len; i++) {
+        const aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
+        if (r->id == id) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Pending first, then by loop, then by address: a stable order for every
+ * view and for diffs between two runs. */
+static int aio_task_cmp(const void *a, const void *b) {
+    const aio_task *x = a, *y = b;
+    int px = x->state != AIO_STATE_PENDING, py = y->state != AIO_STATE_PENDING;
+    if (px != py) {
+        return px - py;
+    }
+    if (x->loop != y->loop) {
+        return x->loop < y->loop ? -1 : 1;
+    }
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void aio_ctx_free(aio_ctx *c) {
+    u64set_free(&c->seen_tasks);
+    u64set_free(&c->c_task_types);
+    u64set_free(&c->c_future_types);
+    u64set_free(&c->py_task_types);
+    u64set_free(&c->py_future_types);
+    u64set_free(&c->other_types);
+    u64map_free(&c->task_index);
+    u64map_free(&c->resource_index);
+}
+
+static err_t aio_index_tasks(aio_ctx *c) {
+    u64map_free(&c->task_index);
+    for (size_t i = 0; i < c->model->tasks.len; i++) {
+        if (!u64map_put(&c->task_index, VEC_AT(&c->model->tasks, aio_task, i)->id, i)) {
+            return ERR_NOMEM;
+        }
+    }
+    return ERR_OK;
+}
+
+static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *model) {
+    aio_ctx c;
+    memset(&c, 0, sizeof c);
+    c.t = t;
+    c.model = model;
+    c.opt = opt;
+    err_t e = mem_read_u64(t->m, t->runtime + (uint64_t)t->L.rt_interp_head, &c.interp);
+    if (e != ERR_OK || !c.interp) {
+        return err_set(t->err, ERR_CORE, "the main interpreter is not readable");
+    }
+    e = aio_layout_init(&c);
+    if (e == ERR_OK && opt->running_only) {
+        e = aio_find_running_tasks(&c);
+    } else if (e == ERR_OK) {
+        e = aio_find_tasks(&c);
+    }
+    if (e == ERR_OK) {
+        qsort(model->tasks.data, model->tasks.len, sizeof(aio_task), aio_task_cmp);
+        e = aio_index_tasks(&c);
+    }
+    if (e == ERR_OK) {
+        e = aio_read_loops(&c);
+    }
+    if (e == ERR_OK) {
+        e = aio_link(&c);
+    }
+    if (model->tasks_truncated) {
+        aio_warn(model, "a task registry is damaged or too long; some tasks may be missing");
+    }
+    aio_ctx_free(&c);
+    return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;
+}
+
+err_t aio_build(py_target *t, const aio_options *opt, aio_model *model) {
+    err_t e = aio_build_threads(t, model);
+    if (e == ERR_OK && opt && (opt->tasks || opt->running_only)) {
+        e = aio_build_tasks(t, opt, model);
+    }
+    return e;
+}
+
+void aio_frame_free(aio_frame *f) {
+    util_free(f->function);
+    util_free(f->file);
+    for (size_t i = 0; i < f->locals.len; i++) {
+        aio_local *l = VEC_AT(&f->locals, aio_local, i);
+        util_free(l->name);
+        util_free(l->repr);
+    }
+    vec_free(&f->locals);
+}
+
+static void aio_frames_free(vec *frames) {
+    for (size_t k = 0; k < frames->len; k++) {
+        aio_frame_free(VEC_AT(frames, aio_frame, k));
+    }
+    vec_free(frames);
+}
+
+void aio_model_free(aio_model *model) {
+    for (size_t i = 0; i < model->threads.len; i++) {
+        aio_frames_free(&VEC_AT(&model->threads, aio_thread, i)->frames);
+    }
+    vec_free(&model->threads);
+    for (size_t i = 0; i < model->tasks.len; i++) {
+        aio_task *t = VEC_AT(&model->tasks, aio_task, i);
+        aio_frames_free(&t->frames);
+        vec_free(&t->awaits);
+        vec_free(&t->awaited_by);
+        vec_free(&t->awaited_by_interp);
+        util_free(t->name);
+        util_free(t->created_at);
+    }
+    vec_free(&model->tasks);
+    vec_free(&model->loops);
+    for (size_t i = 0; i < model->resources.len; i++) {
+        aio_resource *r = VEC_AT(&model->resources, aio_resource, i);
+        vec_free(&r->waiters);
+        vec_free(&r->members);
+    }
+    vec_free(&model->resources);
+    for (size_t i = 0; i < model->warnings.len; i++) {
+        util_free(*VEC_AT(&model->warnings, char *, i));
+    }
+    vec_free(&model->warnings);
+    util_free(model->target.executable);
+}

@@ -1,0 +1,198 @@
+/* `graph`: the wait-for graph for other tools. Task nodes (boxes) point at
+ * the task or resource they wait on; resources (ellipses) point, dashed, at
+ * the tasks they stand for. DOT and Mermaid here; JSON is the document. */
+#include "out.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+static bool out_done_task(const aio_task *t) {
+    return t->state == AIO_STATE_DONE || t->state == AIO_STATE_CANCELLED;
+}
+
+/* The label of a task node as lines separated by '\n' (names cleaned, so
+ * every '\n' left is ours): its name, id, innermost frame and state. */
+static void out_task_label(sbuf *b, const aio_task *t) {
+    out_task_ref(b, t);
+    if (t->name) {
+        sbuf_printf(b, "\n0x%" PRIx64, t->id);
+    }
+    if (t->frames.len) {
+        sbuf_addc(b, '\n');
+        out_frame_short(b, VEC_AT(&t->frames, aio_frame, 0));
+    }
+    if (t->state != AIO_STATE_PENDING) {
+        sbuf_printf(b, "\n[%s]", aio_state_name(t->state));
+    }
+}
+
+static void out_res_label(sbuf *b, const aio_resource *r) {
+    sbuf_adds(b, aio_kind_name(r->kind));
+    if (r->type[0]) {
+        sbuf_addc(b, ' ');
+        out_clean(b, r->type);
+    }
+    sbuf_printf(b, "\n0x%" PRIx64, r->id);
+    if (r->detail[0]) {
+        sbuf_addc(b, '\n');
+        out_clean(b, r->detail);
+    }
+}
+
+/* DOT double-quoted string body: quotes and backslashes escaped (so no
+ * "\l" or "\N" can appear by accident), our line breaks as \n. */
+static void out_dot_escape(out_writer *w, const char *s, sbuf *tmp) {
+    sbuf_reset(tmp);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            sbuf_addc(tmp, '\\');
+            sbuf_addc(tmp, *p);
+        } else if (*p == '\n') {
+            sbuf_adds(tmp, "\\n");
+        } else {
+            sbuf_addc(tmp, *p);
+        }
+    }
+    out_puts(w, sbuf_str(tmp));
+}
+
+/* Mermaid quoted label: what its parser could take for syntax becomes an
+ * entity code; our line breaks become <br/>. */
+static void out_mermaid_escape(out_writer *w, const char *s, sbuf *tmp) {
+    sbuf_reset(tmp);
+    for (const char *p = s; *p; p++) {
+        switch (*p) {
+        case '\n':
+            sbuf_adds(tmp, "<br/>");
+            break;
+        case '"':
+            sbuf_adds(tmp, "#quot;");
+            break;
+        case '<':
+            sbuf_adds(tmp, "#lt;");
+            break;
+        case '>':
+            sbuf_adds(tmp, "#gt;");
+            break;
+        case '&':
+            sbuf_adds(tmp, "#amp;");
+            break;
+        case '#':
+        case '[':
+        case ']':
+        case '(':
+        case ')':
+        case '{':
+        case '}':
+        case '|':
+        case ';':
+        case '`':
+            sbuf_printf(tmp, "#%d;", *p);
+            break;
+        default:
+            sbuf_addc(tmp, *p);
+        }
+    }
+    out_puts(w, sbuf_str(tmp));
+}
+
+/* The edges out of task t: to what it waits on and to the rest of what it
+ * awaits. Ids the model lacks are left out (the text views name them). */
+static void out_task_edges(out_writer *w, const out_index *ix, const aio_task *t, bool dot) {
+    uint64_t id;
+    for (size_t i = 0; out_await_next(t, &i, &id);) {
+        bool is_task = out_find_task(ix, id) != NULL;
+        if (!is_task && !out_find_resource(ix, id)) {
+            continue;
+        }
+        if (dot) {
+            out_printf(w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\";\n", t->id, id);
+        } else {
+            out_printf(w, "    t0x%" PRIx64 " --> %c0x%" PRIx64 "\n", t->id, is_task ? 't' : 'r',
+                       id);
+        }
+    }
+}
+
+static void out_member_edges(out_writer *w, const out_index *ix, const aio_resource *r, bool dot) {
+    for (size_t k = 0; k < r->members.len; k++) {
+        uint64_t id = *VEC_AT(&r->members, uint64_t, k);
+        if (!out_find_task(ix, id)) {
+            continue;
+        }
+        if (dot) {
+            out_printf(w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\" [style=dashed];\n", r->id,
+                       id);
+        } else {
+            out_printf(w, "    r0x%" PRIx64 " -.-> t0x%" PRIx64 "\n", r->id, id);
+        }
+    }
+}
+
+static void out_graph_nodes(out_writer *w, const aio_model *m, bool dot, sbuf *label, sbuf *tmp) {
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        const aio_task *t = VEC_AT(&m->tasks, aio_task, i);
+        sbuf_reset(label);
+        out_task_label(label, t);
+        if (dot) {
+            out_printf(w, "    \"0x%" PRIx64 "\" [shape=box, label=\"", t->id);
+            out_dot_escape(w, sbuf_str(label), tmp);
+            out_puts(w, out_done_task(t) ? "\", style=dashed];\n" : "\"];\n");
+        } else {
+            out_printf(w, "    t0x%" PRIx64 "[\"", t->id);
+            out_mermaid_escape(w, sbuf_str(label), tmp);
+            out_puts(w, out_done_task(t) ? "\"]:::done\n" : "\"]\n");
+        }
+    }
+    for (size_t i = 0; i < m->resources.len; i++) {
+        const aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
+        sbuf_reset(label);
+        out_res_label(label, r);
+        if (dot) {
+            out_printf(w, "    \"0x%" PRIx64 "\" [shape=ellipse, label=\"", r->id);
+            out_dot_escape(w, sbuf_str(label), tmp);
+            out_puts(w, "\"];\n");
+        } else {
+            out_printf(w, "    r0x%" PRIx64 "([\"", r->id);
+            out_mermaid_escape(w, sbuf_str(label), tmp);
+            out_puts(w, "\"])\n");
+        }
+    }
+}
+
+void out_graph(out_writer *w, const aio_model *m, snarl_format fmt) {
+    if (fmt == SNARL_FORMAT_JSON || fmt == SNARL_FORMAT_TEXT) {
+        /* The document carries the same nodes and edges (awaits, members). */
+        out_document_json(w, m, NULL);
+        return;
+    }
+    bool dot = fmt == SNARL_FORMAT_DOT;
+    out_index ix;
+    if (!out_index_build(&ix, m, w)) {
+        return;
+    }
+    sbuf label, tmp;
+    sbuf_init(&label);
+    sbuf_init(&tmp);
+    if (dot) {
+        out_puts(w, "digraph snarl {\n    rankdir=LR;\n    node [fontname=\"monospace\"];\n");
+    } else {
+        out_puts(w, "flowchart LR\n    classDef done stroke-dasharray: 5 5\n");
+    }
+    out_graph_nodes(w, m, dot, &label, &tmp);
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        out_task_edges(w, &ix, VEC_AT(&m->tasks, aio_task, i), dot);
+    }
+    for (size_t i = 0; i < m->resources.len; i++) {
+        out_member_edges(w, &ix, VEC_AT(&m->resources, aio_resource, i), dot);
+    }
+    if (dot) {
+        out_puts(w, "}\n");
+    }
+    if (label.oom || tmp.oom) {
+        w->failed = true;
+    }
+    sbuf_free(&label);
+    sbuf_free(&tmp);
+    out_index_free(&ix);
+}
