@@ -106,6 +106,13 @@ def is_task(obj):
         (asyncio.isfuture(obj) and hasattr(obj, "get_coro"))
 
 
+def current_task(loop):
+    """The task running on loop. From 3.14 the C current_task() does not
+    know pure-Python tasks: they record themselves in the pure-Python
+    asyncio.tasks._current_tasks (before 3.14 the same dict as C's)."""
+    return asyncio.current_task(loop) or getattr(asyncio.tasks, "_current_tasks", {}).get(loop)
+
+
 def task_name(task):
     """The name without materializing it: from 3.12 an unnamed C task keeps
     an int counter until get_name() is called (the name is then "Task-N")."""
@@ -254,7 +261,7 @@ class Truth:
         a task that will never start), records, and returns; the caller
         must then go straight into the function named blocked_in."""
         loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
+        me = current_task(loop)
         deadline = time.monotonic() + SETTLE_TIMEOUT
         previous = None
         while True:

@@ -19,8 +19,8 @@ typedef struct aio_local {
 #define AIO_REPR_MAX 200
 
 typedef struct aio_frame {
-    char *function; /* qualname; NULL when the frame was unreadable */
-    char *file;
+    const char *function; /* qualname; NULL when the frame was unreadable */
+    const char *file;     /* both owned by the model's name pool */
     int line; /* -1 when unknown */
     uint64_t addr;
     uint64_t task; /* in a thread's stack: the running task this frame belongs to */
@@ -135,7 +135,21 @@ typedef struct aio_model {
     const char *tasks_found_by; /* how tasks were found, for the report */
     bool tasks_truncated;       /* a registry was damaged or a limit hit */
     vec warnings;  /* char*, one sentence each */
+    /* Function and file names, once per code object: a million tasks share
+     * a handful of coroutines. */
+    u64map name_index; /* code address -> index in names */
+    vec names;         /* aio_name */
 } aio_model;
+
+typedef struct aio_name {
+    char *function;
+    char *file;
+} aio_name;
+
+/* Points f's names at the pool's copy for this code object; false when out
+ * of memory. */
+bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *function,
+                     const char *file);
 
 /* What to build; stacks alone does not need the tasks. */
 typedef struct aio_options {

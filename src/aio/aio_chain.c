@@ -61,7 +61,8 @@ static bool aio_is_asyncio_file(const char *file) {
     return file && strstr(file, "/asyncio/") != NULL;
 }
 
-static err_t aio_push_chain_frame(aio_task *task, uint64_t frame_addr, const py_frame *f) {
+static err_t aio_push_chain_frame(aio_ctx *c, aio_task *task, uint64_t frame_addr,
+                                  const py_frame *f) {
     aio_frame *af = vec_push(&task->frames);
     if (!af) {
         return ERR_NOMEM;
@@ -69,12 +70,8 @@ static err_t aio_push_chain_frame(aio_task *task, uint64_t frame_addr, const py_
     af->addr = frame_addr;
     af->line = f ? f->line : -1;
     vec_init(&af->locals, sizeof(aio_local));
-    if (f && f->is_python) {
-        af->function = util_strdup(f->qualname ? f->qualname : "<unknown>");
-        af->file = util_strdup(f->filename ? f->filename : "<unknown>");
-        if (!af->function || !af->file) {
-            return ERR_NOMEM;
-        }
+    if (f && f->is_python && !aio_frame_names(c->model, af, f->code, f->qualname, f->filename)) {
+        return ERR_NOMEM;
     }
     return ERR_OK;
 }
@@ -174,13 +171,25 @@ static uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle)
 }
 
 static err_t aio_add_members_from(aio_ctx *c, aio_resource *r, const vec *items) {
-    for (size_t i = 0; i < items->len; i++) {
+    u64set seen;
+    u64set_init(&seen);
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < items->len && e == ERR_OK; i++) {
         uint64_t o = *VEC_AT(items, uint64_t, i);
-        if (aio_is_task(c, o) && aio_push_id(&r->members, o) != ERR_OK) {
-            return ERR_NOMEM;
+        int added = u64set_add(&seen, o);
+        uint64_t *slot;
+        if (added < 0) {
+            e = ERR_NOMEM;
+        } else if (added && aio_is_task(c, o)) {
+            if ((slot = vec_push(&r->members)) == NULL) {
+                e = ERR_NOMEM;
+            } else {
+                *slot = o;
+            }
         }
     }
-    return ERR_OK;
+    u64set_free(&seen);
+    return e;
 }
 
 /* Fills a combinator resource's members: gather children, TaskGroup tasks,
@@ -270,9 +279,13 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
         return ERR_OK;
     }
     aio_resource *r = aio_resource_get(c, id, kind);
-    if (!r || aio_push_id(&r->waiters, task->id) != ERR_OK) {
+    /* Each task is read once, so a plain append keeps waiters unique (a
+     * search would make 100,000 waiters on one Event quadratic). */
+    uint64_t *w = r ? vec_push(&r->waiters) : NULL;
+    if (!w) {
         return ERR_NOMEM;
     }
+    *w = task->id;
     if (!r->future && (is_future || is_task)) {
         r->future = awaited;
     }
@@ -320,7 +333,7 @@ err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter) {
                 break;
             }
             bool readable = py_frame_read(t, g.frame, &f) == ERR_OK;
-            if ((e = aio_push_chain_frame(task, g.frame, readable ? &f : NULL)) != ERR_OK) {
+            if ((e = aio_push_chain_frame(c, task, g.frame, readable ? &f : NULL)) != ERR_OK) {
                 return e;
             }
             if (g.state == PY_GEN_AWAITING) {

@@ -128,15 +128,8 @@ static err_t aio_splice_running(aio_ctx *c, aio_thread *th, aio_task *task) {
         dst->addr = src->addr;
         dst->line = src->line;
         vec_init(&dst->locals, sizeof(aio_local));
-        if (src->function && (!(dst->function = util_strdup(src->function)) ||
-                              !(dst->file = util_strdup(src->file)))) {
-            frames.len = i + 1;
-            for (size_t j = 0; j < frames.len; j++) {
-                aio_frame_free(VEC_AT(&frames, aio_frame, j));
-            }
-            vec_free(&frames);
-            return ERR_NOMEM;
-        }
+        dst->function = src->function; /* both point into the model's pool */
+        dst->file = src->file;
     }
     for (size_t j = 0; j < task->frames.len; j++) {
         aio_frame_free(VEC_AT(&task->frames, aio_frame, j));

@@ -131,9 +131,31 @@ err_t aio_build(py_target *t, const aio_options *opt, aio_model *model) {
     return e;
 }
 
+bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *function,
+                     const char *file) {
+    uint64_t idx;
+    if (!u64map_get(&m->name_index, code, &idx)) {
+        aio_name *n = vec_push(&m->names);
+        if (!n) {
+            return false;
+        }
+        n->function = util_strdup(function ? function : "<unknown>");
+        n->file = util_strdup(file ? file : "<unknown>");
+        if (!n->function || !n->file || !u64map_put(&m->name_index, code, m->names.len - 1)) {
+            util_free(n->function);
+            util_free(n->file);
+            m->names.len--;
+            return false;
+        }
+        idx = m->names.len - 1;
+    }
+    const aio_name *n = VEC_AT(&m->names, aio_name, idx);
+    f->function = n->function;
+    f->file = n->file;
+    return true;
+}
+
 void aio_frame_free(aio_frame *f) {
-    util_free(f->function);
-    util_free(f->file);
     for (size_t i = 0; i < f->locals.len; i++) {
         aio_local *l = VEC_AT(&f->locals, aio_local, i);
         util_free(l->name);
@@ -175,5 +197,11 @@ void aio_model_free(aio_model *model) {
         util_free(*VEC_AT(&model->warnings, char *, i));
     }
     vec_free(&model->warnings);
+    for (size_t i = 0; i < model->names.len; i++) {
+        util_free(VEC_AT(&model->names, aio_name, i)->function);
+        util_free(VEC_AT(&model->names, aio_name, i)->file);
+    }
+    vec_free(&model->names);
+    u64map_free(&model->name_index);
     util_free(model->target.executable);
 }

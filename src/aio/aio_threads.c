@@ -20,7 +20,7 @@ err_t aio_warn(aio_model *model, const char *fmt, ...) {
     return *slot ? ERR_OK : ERR_NOMEM;
 }
 
-static err_t aio_push_frame(aio_thread *th, const py_frame *f) {
+static err_t aio_push_frame(aio_model *m, aio_thread *th, const py_frame *f) {
     aio_frame *af = vec_push(&th->frames);
     if (!af) {
         return ERR_NOMEM;
@@ -28,17 +28,14 @@ static err_t aio_push_frame(aio_thread *th, const py_frame *f) {
     vec_init(&af->locals, sizeof(aio_local));
     af->addr = f->addr;
     af->line = f->line;
-    if (f->is_python) {
-        af->function = util_strdup(f->qualname ? f->qualname : "<unknown>");
-        af->file = util_strdup(f->filename ? f->filename : "<unknown>");
-        if (!af->function || !af->file) {
-            return ERR_NOMEM;
-        }
+    if (f->is_python && !aio_frame_names(m, af, f->code, f->qualname, f->filename)) {
+        return ERR_NOMEM;
     }
     return ERR_OK;
 }
 
-static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame, uint64_t base) {
+static err_t aio_walk_frames(py_target *t, aio_model *m, aio_thread *th, uint64_t frame,
+                             uint64_t base) {
     u64set seen;
     u64set_init(&seen);
     err_t e = ERR_OK;
@@ -72,14 +69,14 @@ static err_t aio_walk_frames(py_target *t, aio_thread *th, uint64_t frame, uint6
             f.is_python = false;
             f.addr = frame;
             f.line = -1;
-            e = aio_push_frame(th, &f);
+            e = aio_push_frame(m, th, &f);
             th->truncated = true;
             break;
         }
         if (f.is_python && f.owner == PY_FRAME_OWNED_BY_THREAD) {
             anchor = frame;
         }
-        if (f.is_python && (e = aio_push_frame(th, &f)) != ERR_OK) {
+        if (f.is_python && (e = aio_push_frame(m, th, &f)) != ERR_OK) {
             break;
         }
         frame = f.previous;
@@ -110,7 +107,7 @@ err_t aio_build_threads(py_target *t, aio_model *model) {
         th->interp_id = pt->interp_id;
         th->holds_gil = pt->holds_gil;
         snprintf(th->name, sizeof th->name, "%s", pt->name);
-        e = aio_walk_frames(t, th, pt->frame, pt->base_frame);
+        e = aio_walk_frames(t, model, th, pt->frame, pt->base_frame);
     }
     py_threads_free(&r);
     return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;

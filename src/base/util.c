@@ -136,7 +136,9 @@ void vec_free(vec *v) {
 
 void *vec_push(vec *v) {
     if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
+        /* Small first allocations: a million tasks each hold a few short
+         * vectors, most of them with one or two elements. */
+        size_t cap = v->cap ? v->cap * 2 : (v->elem >= 32 ? 2 : 4);
         void *d = util_realloc(v->data, cap * v->elem);
         if (!d) {
             return NULL;
