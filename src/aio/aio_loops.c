@@ -251,6 +251,54 @@ static err_t aio_add_awaited_by(aio_ctx *c, uint64_t child, uint64_t parent) {
     return ERR_OK;
 }
 
+static bool aio_has(const vec *v, uint64_t id) {
+    for (size_t i = 0; i < v->len; i++) {
+        if (*VEC_AT(v, uint64_t, i) == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* 3.14+ record awaiters themselves (fut_awaited_by) for task->task awaits,
+ * gather, shield and TaskGroup, with known holes (as_completed, eager first
+ * steps). An edge only the interpreter has joins the graph; every
+ * disagreement is reported. */
+static err_t aio_merge_interp_awaiters(aio_ctx *c) {
+    aio_model *m = c->model;
+    size_t only_interp = 0, only_ours = 0;
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        if (task->state != AIO_STATE_PENDING) {
+            continue;
+        }
+        for (size_t k = 0; k < task->awaited_by_interp.len; k++) {
+            uint64_t by = *VEC_AT(&task->awaited_by_interp, uint64_t, k);
+            if (!aio_has(&task->awaited_by, by)) {
+                uint64_t *slot = vec_push(&task->awaited_by);
+                if (!slot) {
+                    return ERR_NOMEM;
+                }
+                *slot = by;
+                only_interp++;
+            }
+        }
+        for (size_t k = 0; k < task->awaited_by.len; k++) {
+            if (!aio_has(&task->awaited_by_interp, *VEC_AT(&task->awaited_by, uint64_t, k))) {
+                only_ours++;
+            }
+        }
+    }
+    if (only_interp) {
+        aio_warn(m, "%zu awaited-by edges come only from the interpreter's own records", only_interp);
+    }
+    if (only_ours) {
+        aio_warn(m, "%zu awaited-by edges were rebuilt by snarl but are missing from the "
+                    "interpreter's own records", only_ours);
+    }
+    return ERR_OK;
+}
+
 err_t aio_link(aio_ctx *c) {
     aio_model *m = c->model;
     for (size_t i = 0; i < m->tasks.len; i++) {
@@ -274,5 +322,5 @@ err_t aio_link(aio_ctx *c) {
             return e;
         }
     }
-    return ERR_OK;
+    return c->A.fut_awaited_by != PY_NONE ? aio_merge_interp_awaiters(c) : ERR_OK;
 }
