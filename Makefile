@@ -26,7 +26,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 PROBE_OBJ := $(PROBE_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all clean check unit e2e asan install format provision
+.PHONY: all clean check unit e2e asan install format provision bench
 
 all: $(BUILD)/snarl $(BUILD)/snarl-unit $(BUILD)/snarl-probe
 
@@ -68,6 +68,11 @@ asan:
 
 provision:
 	sh scripts/provision-pythons.sh
+
+# Speed and memory beside `python3.14 -m asyncio ps` (tests/bench/README.md);
+# needs root. e.g. make bench BENCH_ARGS="--sizes 1000,10000 --repeat 3"
+bench: $(BUILD)/snarl
+	$(PYTHON) tests/bench/bench_tasks.py --snarl $(BUILD)/snarl $(BENCH_ARGS)
 
 install: $(BUILD)/snarl
 	install -d $(DESTDIR)$(PREFIX)/bin

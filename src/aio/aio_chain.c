@@ -18,38 +18,39 @@
 typedef struct aio_frame_rule {
     const char *qualname;
     aio_kind kind;
+    bool by_future; /* `self` is the event loop: the future is the resource */
 } aio_frame_rule;
 
 /* asyncio's own coroutine frames that say what a task waits for; `self` of
  * the outermost match is the resource (a Barrier waits through a Condition:
  * the Barrier wins). */
 static const aio_frame_rule aio_rules[] = {
-    {"Lock.acquire", AIO_KIND_LOCK},
-    {"Semaphore.acquire", AIO_KIND_SEMAPHORE},
-    {"BoundedSemaphore.acquire", AIO_KIND_SEMAPHORE},
-    {"Condition.wait", AIO_KIND_CONDITION},
-    {"Condition.wait_for", AIO_KIND_CONDITION},
-    {"Event.wait", AIO_KIND_EVENT},
-    {"Queue.get", AIO_KIND_QUEUE},
-    {"Queue.put", AIO_KIND_QUEUE},
-    {"Queue.join", AIO_KIND_QUEUE},
-    {"Barrier.wait", AIO_KIND_BARRIER},
-    {"Barrier._block", AIO_KIND_BARRIER},
-    {"Barrier._wait", AIO_KIND_BARRIER},
-    {"TaskGroup.__aexit__", AIO_KIND_TASKGROUP},
-    {"TaskGroup._aexit", AIO_KIND_TASKGROUP},
-    {"StreamReader._wait_for_data", AIO_KIND_IO},
-    {"StreamReader.read", AIO_KIND_IO},
-    {"StreamReader.readline", AIO_KIND_IO},
-    {"StreamReader.readuntil", AIO_KIND_IO},
-    {"StreamReader.readexactly", AIO_KIND_IO},
-    {"BaseSelectorEventLoop.sock_recv", AIO_KIND_IO},
-    {"BaseSelectorEventLoop.sock_recv_into", AIO_KIND_IO},
-    {"BaseSelectorEventLoop.sock_recvfrom", AIO_KIND_IO},
-    {"BaseSelectorEventLoop.sock_accept", AIO_KIND_IO},
-    {"BaseSelectorEventLoop.sock_connect", AIO_KIND_IO},
-    {"BaseSelectorEventLoop.sock_sendall", AIO_KIND_IO},
-    {"StreamWriter.drain", AIO_KIND_IO},
+    {"Lock.acquire", AIO_KIND_LOCK, false},
+    {"Semaphore.acquire", AIO_KIND_SEMAPHORE, false},
+    {"BoundedSemaphore.acquire", AIO_KIND_SEMAPHORE, false},
+    {"Condition.wait", AIO_KIND_CONDITION, false},
+    {"Condition.wait_for", AIO_KIND_CONDITION, false},
+    {"Event.wait", AIO_KIND_EVENT, false},
+    {"Queue.get", AIO_KIND_QUEUE, false},
+    {"Queue.put", AIO_KIND_QUEUE, false},
+    {"Queue.join", AIO_KIND_QUEUE, false},
+    {"Barrier.wait", AIO_KIND_BARRIER, false},
+    {"Barrier._block", AIO_KIND_BARRIER, false},
+    {"Barrier._wait", AIO_KIND_BARRIER, false},
+    {"TaskGroup.__aexit__", AIO_KIND_TASKGROUP, false},
+    {"TaskGroup._aexit", AIO_KIND_TASKGROUP, false},
+    {"StreamReader._wait_for_data", AIO_KIND_IO, false},
+    {"StreamReader.read", AIO_KIND_IO, false},
+    {"StreamReader.readline", AIO_KIND_IO, false},
+    {"StreamReader.readuntil", AIO_KIND_IO, false},
+    {"StreamReader.readexactly", AIO_KIND_IO, false},
+    {"BaseSelectorEventLoop.sock_recv", AIO_KIND_IO, true},
+    {"BaseSelectorEventLoop.sock_recv_into", AIO_KIND_IO, true},
+    {"BaseSelectorEventLoop.sock_recvfrom", AIO_KIND_IO, true},
+    {"BaseSelectorEventLoop.sock_accept", AIO_KIND_IO, true},
+    {"BaseSelectorEventLoop.sock_connect", AIO_KIND_IO, true},
+    {"BaseSelectorEventLoop.sock_sendall", AIO_KIND_IO, true},
+    {"StreamWriter.drain", AIO_KIND_IO, false},
 };
 
 /* Resources keyed by the future itself rather than by `self`. */
@@ -205,9 +206,16 @@ static err_t aio_members(aio_ctx *c, aio_resource *r) {
     } else if (r->kind == AIO_KIND_TASKGROUP && py_attr(t, r->id, "_tasks", &v) == ERR_OK && v) {
         py_set_items(t, v, &items);
     } else if (r->kind == AIO_KIND_SHIELD) {
-        uint64_t cb = aio_callback_named(c, r->id, "_outer_done_callback");
-        if (cb) {
-            py_func_closure(t, cb, &items);
+        /* The callback closes over `inner` (and, from 3.14, the awaiting
+         * `cur_task`, which is no member). */
+        uint64_t cb = aio_callback_named(c, r->id, "_outer_done_callback"), inner = 0;
+        uint64_t *slot;
+        if (cb && py_func_closure_var(t, cb, "inner", &inner) == ERR_OK && inner) {
+            if (!(slot = vec_push(&items))) {
+                vec_free(&items);
+                return ERR_NOMEM;
+            }
+            *slot = inner;
         }
     }
     e = aio_add_members_from(c, r, &items);
@@ -241,7 +249,10 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
         for (size_t k = 0; k < ARRAY_LEN(aio_rules); k++) {
             if (strcmp(f->function, aio_rules[k].qualname) == 0) {
                 kind = aio_rules[k].kind;
-                py_frame_slot(t, f->addr, 0, &self);
+                self = 0;
+                if (!aio_rules[k].by_future) {
+                    py_frame_slot(t, f->addr, 0, &self);
+                }
             }
         }
     }

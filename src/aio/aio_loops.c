@@ -4,6 +4,7 @@
  * make the wait-for graph: awaited-by for every task. */
 #include "aio_int.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -58,7 +59,11 @@ static uint64_t aio_current_task(aio_ctx *c, const aio_thread *th, uint64_t loop
     uint64_t v = 0;
     if (c->A.ts_running_task != PY_NONE) {
         mem_read_u64(t->m, th->tstate + (uint64_t)c->A.ts_running_task, &v);
-        return v == t->types.none ? 0 : v;
+        if (v && v != t->types.none) {
+            return v;
+        }
+        /* 3.14+ pure-Python tasks still enter asyncio.tasks._current_tasks. */
+        v = 0;
     }
     uint64_t mod, md, cur;
     if (py_module(t, c->interp, "asyncio.tasks", &mod) != ERR_OK || !mod ||
@@ -145,45 +150,86 @@ static double aio_monotonic_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Sleep deadlines: asyncio.sleep schedules a TimerHandle whose _args start
- * with the future; _when is its deadline on the loop's clock. */
-static err_t aio_sleep_deadlines(aio_ctx *c, const aio_loop *l) {
-    uint64_t loop = l->id;
+/* An armed asyncio.Timeout (asyncio.timeout(), wait_for from 3.12): a timer
+ * whose callback is the bound Timeout._on_timeout. */
+static err_t aio_armed_timeout(aio_ctx *c, uint64_t handle, double when, bool live, double now) {
+    py_target *t = c->t;
+    uint64_t cb = 0, func, qn, type, owner = 0;
+    char name[64];
+    if (py_slot(t, handle, "_callback", &cb) != ERR_OK || !cb ||
+        py_type_of(t, cb, &type) != ERR_OK || type != t->types.method ||
+        mem_read_u64(t->m, cb + (uint64_t)t->L.meth_func, &func) != ERR_OK ||
+        mem_read_u64(t->m, func + (uint64_t)t->L.func_qualname, &qn) != ERR_OK ||
+        py_read_str_buf(t, qn, name, sizeof name) != ERR_OK ||
+        strcmp(name, "Timeout._on_timeout") != 0 ||
+        mem_read_u64(t->m, cb + (uint64_t)t->L.meth_self, &owner) != ERR_OK || !owner) {
+        return ERR_OK;
+    }
+    aio_resource *r = aio_resource_get(c, owner, AIO_KIND_TIMEOUT);
+    if (!r) {
+        return ERR_NOMEM;
+    }
+    r->has_deadline = true;
+    r->deadline = when;
+    if (live) {
+        r->remaining = when - now;
+        r->has_remaining = true;
+    }
+    uint64_t task = 0, *slot;
+    if (py_attr(t, owner, "_task", &task) == ERR_OK && task && aio_is_task(c, task) &&
+        r->members.len == 0) {
+        if (!(slot = vec_push(&r->members))) {
+            return ERR_NOMEM;
+        }
+        *slot = task;
+        snprintf(r->detail, sizeof r->detail, "guards task 0x%llx", (unsigned long long)task);
+    }
+    return ERR_OK;
+}
+
+/* The loop's timer heap: sleep and 3.11 wait_for deadlines (a TimerHandle
+ * whose _args start with the future; _when is the deadline on the loop's
+ * clock) and armed Timeouts. */
+static err_t aio_timers(aio_ctx *c, const aio_loop *l) {
     py_target *t = c->t;
     aio_model *m = c->model;
     uint64_t sched;
-    if (py_attr(t, loop, "_scheduled", &sched) != ERR_OK || !sched) {
+    if (py_attr(t, l->id, "_scheduled", &sched) != ERR_OK || !sched) {
         return ERR_OK;
     }
+    /* asyncio's clock is time.monotonic(), the same on this machine. */
+    bool live = strcmp(m->target.kind, "live") == 0 && strstr(l->type, "uvloop") == NULL;
+    double now = live ? aio_monotonic_now() : 0;
     vec handles, args;
     vec_init(&handles, sizeof(uint64_t));
     vec_init(&args, sizeof(uint64_t));
     u64map when;
     u64map_init(&when);
+    err_t e = ERR_OK;
     if (py_list_items(t, sched, &handles) == ERR_OK && handles.len <= AIO_TIMERS_MAX) {
-        for (size_t i = 0; i < handles.len; i++) {
-            uint64_t h = *VEC_AT(&handles, uint64_t, i), a = 0, w = 0;
+        for (size_t i = 0; i < handles.len && e == ERR_OK; i++) {
+            uint64_t h = *VEC_AT(&handles, uint64_t, i), a = 0, w = 0, bits;
             double d;
+            if (py_slot(t, h, "_when", &w) != ERR_OK || !w || py_read_float(t, w, &d) != ERR_OK) {
+                continue;
+            }
             args.len = 0;
             if (py_slot(t, h, "_args", &a) == ERR_OK && a &&
-                py_tuple_items(t, a, &args) == ERR_OK && args.len &&
-                py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK) {
-                uint64_t bits;
+                py_tuple_items(t, a, &args) == ERR_OK && args.len) {
                 memcpy(&bits, &d, sizeof bits);
                 u64map_put(&when, *VEC_AT(&args, uint64_t, 0), bits);
             }
+            e = aio_armed_timeout(c, h, d, live, now);
         }
     }
-    bool live = strcmp(m->target.kind, "live") == 0;
-    double now = live ? aio_monotonic_now() : 0;
     for (size_t i = 0; i < m->resources.len; i++) {
         aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
         uint64_t bits;
-        if (r->kind == AIO_KIND_SLEEP && u64map_get(&when, r->id, &bits)) {
+        if ((r->kind == AIO_KIND_SLEEP || r->kind == AIO_KIND_TIMEOUT) && !r->has_deadline &&
+            u64map_get(&when, r->future ? r->future : r->id, &bits)) {
             memcpy(&r->deadline, &bits, sizeof r->deadline);
             r->has_deadline = true;
-            /* asyncio's clock is time.monotonic(), the same on this machine. */
-            if (live && strstr(l->type, "uvloop") == NULL) {
+            if (live) {
                 r->remaining = r->deadline - now;
                 r->has_remaining = true;
             }
@@ -192,7 +238,7 @@ static err_t aio_sleep_deadlines(aio_ctx *c, const aio_loop *l) {
     u64map_free(&when);
     vec_free(&handles);
     vec_free(&args);
-    return ERR_OK;
+    return e;
 }
 
 err_t aio_read_loops(aio_ctx *c) {
@@ -224,7 +270,7 @@ err_t aio_read_loops(aio_ctx *c) {
         }
     }
     for (size_t i = 0; i < m->loops.len; i++) {
-        err_t e = aio_sleep_deadlines(c, VEC_AT(&m->loops, aio_loop, i));
+        err_t e = aio_timers(c, VEC_AT(&m->loops, aio_loop, i));
         if (e != ERR_OK) {
             return e;
         }

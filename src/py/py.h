@@ -253,8 +253,10 @@ err_t py_slot(py_target *t, uint64_t obj, const char *name, uint64_t *value);
 err_t py_read_float(py_target *t, uint64_t obj, double *out);
 /* True when type or one of its bases is called name (tp_name). */
 bool py_type_is(py_target *t, uint64_t type, const char *name);
-/* Calls cb for a function object's closure cells' contents. */
+/* A function object's closure cells' contents, in co_freevars order. */
 err_t py_func_closure(py_target *t, uint64_t func, vec *cells);
+/* The content of the closure cell of func named name; 0 when absent. */
+err_t py_func_closure_var(py_target *t, uint64_t func, const char *name, uint64_t *value);
 
 /* GC-tracked objects of an interpreter; cb returns non-zero to stop. */
 typedef int (*py_gc_cb)(void *ctx, uint64_t obj);

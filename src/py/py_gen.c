@@ -220,3 +220,32 @@ err_t py_func_closure(py_target *t, uint64_t func, vec *cells) {
     vec_free(&items);
     return e;
 }
+
+err_t py_func_closure_var(py_target *t, uint64_t func, const char *name, uint64_t *value) {
+    *value = 0;
+    vec cells, names;
+    vec_init(&cells, sizeof(uint64_t));
+    vec_init(&names, sizeof(uint64_t));
+    uint64_t code;
+    err_t e = py_func_closure(t, func, &cells);
+    if (e == ERR_OK && (mem_read_u64(t->m, func + (uint64_t)t->L.func_code, &code) != ERR_OK ||
+                        py_code_local_names(t, code, &names) != ERR_OK)) {
+        e = ERR_READ;
+    }
+    /* Free variables close the locals-plus names, in closure order. */
+    if (e == ERR_OK && cells.len <= names.len) {
+        size_t first = names.len - cells.len;
+        for (size_t i = 0; i < cells.len; i++) {
+            char buf[64];
+            if (py_read_str_buf(t, *VEC_AT(&names, uint64_t, first + i), buf, sizeof buf) ==
+                    ERR_OK &&
+                strcmp(buf, name) == 0) {
+                *value = *VEC_AT(&cells, uint64_t, i);
+                break;
+            }
+        }
+    }
+    vec_free(&cells);
+    vec_free(&names);
+    return e;
+}
