@@ -107,4 +107,5 @@ async def main():
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # Debug mode: tasks keep their creation site, which snarl must report.
+    asyncio.run(main(), debug=True)

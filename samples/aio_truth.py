@@ -113,6 +113,15 @@ def current_task(loop):
     return asyncio.current_task(loop) or getattr(asyncio.tasks, "_current_tasks", {}).get(loop)
 
 
+def creation_site(task):
+    """file:line of the innermost frame outside asyncio itself in the
+    _source_traceback debug mode kept (the caller of create_task, not
+    create_task); None when there is none."""
+    tb = [f for f in getattr(task, "_source_traceback", None) or ()
+          if "/asyncio/" not in f.filename]
+    return "%s:%d" % (tb[-1].filename, tb[-1].lineno) if tb else None
+
+
 def task_name(task):
     """The name without materializing it: from 3.12 an unnamed C task keeps
     an int counter until get_name() is called (the name is then "Task-N")."""
@@ -364,6 +373,8 @@ class Truth:
             "stack": None if running else [frame_dict(f) for _, f in reversed(chain)],
             "running": running, "waits": None, "awaits": [], "awaited_by": [],
             "awaited_by_interpreter": None,
+            # Where the task was created: asyncio debug mode keeps it.
+            "created_at": creation_site(t),
         }
         if sys.version_info >= (3, 14):
             d["awaited_by_interpreter"] = sorted(hexid(x) for x in (t._asyncio_awaited_by or ()))

@@ -175,7 +175,8 @@ static void aio_task_name(aio_ctx *c, uint64_t name, aio_task *task) {
 }
 
 /* "file:line" of the frame that created the task, from the
- * _source_traceback asyncio debug mode keeps (a list of FrameSummary). */
+ * _source_traceback asyncio debug mode keeps (a list of FrameSummary): the
+ * innermost one outside asyncio itself, i.e. the caller of create_task. */
 static char *aio_created_at(aio_ctx *c, uint64_t tb) {
     py_target *t = c->t;
     if (!tb || tb == t->types.none) {
@@ -184,13 +185,20 @@ static char *aio_created_at(aio_ctx *c, uint64_t tb) {
     vec items;
     vec_init(&items, sizeof(uint64_t));
     char *out = NULL;
-    if (py_list_items(t, tb, &items) == ERR_OK && items.len) {
-        uint64_t fs = *VEC_AT(&items, uint64_t, items.len - 1), file = 0, lineno = 0;
-        char fbuf[512], res[600];
-        int64_t line;
-        if (py_slot(t, fs, "filename", &file) == ERR_OK && file &&
-            py_read_str_buf(t, file, fbuf, sizeof fbuf) == ERR_OK &&
-            py_slot(t, fs, "lineno", &lineno) == ERR_OK && py_read_long(t, lineno, &line) == ERR_OK) {
+    if (py_list_items(t, tb, &items) == ERR_OK) {
+        for (size_t i = items.len; i-- > 0 && !out;) {
+            uint64_t fs = *VEC_AT(&items, uint64_t, i), file = 0, lineno = 0;
+            char fbuf[512], res[600];
+            int64_t line;
+            if (py_slot(t, fs, "filename", &file) != ERR_OK || !file ||
+                py_read_str_buf(t, file, fbuf, sizeof fbuf) != ERR_OK) {
+                break;
+            }
+            if (strstr(fbuf, "/asyncio/") ||
+                py_slot(t, fs, "lineno", &lineno) != ERR_OK ||
+                py_read_long(t, lineno, &line) != ERR_OK) {
+                continue;
+            }
             snprintf(res, sizeof res, "%s:%" PRId64, fbuf, line);
             out = util_strdup(res);
         }

@@ -202,6 +202,7 @@ def test_task_names_types_loops_and_cancellations(python, snarl, sample, mode):
                           ("type", got["type"] in types),
                           ("loop", got["loop"] == want["loop"]),
                           ("cancels", got["cancels"] == want["cancels"]),
+                          ("created_at", got["created_at"] == want["created_at"]),
                           ("running_in_thread",
                            got["running_in_thread"] == want["running_in_thread"])):
             if not ok:
