@@ -93,6 +93,10 @@ typedef struct aio_resource {
     vec waiters;          /* uint64_t task ids waiting on it */
     vec members;          /* uint64_t task ids it stands for (gather/TaskGroup children, shield inner) */
     char detail[128];     /* one short fact, e.g. "fd 7", "locked", "3 items" */
+    vec holders;          /* uint64_t tasks inside `async with` on it (Lock, Semaphore) */
+    vec possible_holders; /* uint64_t tasks that only reference it (explicit acquire()) */
+    vec resolvers;        /* uint64_t tasks that could wake it (Event, Queue, future...) */
+    bool external_refs;   /* referenced from outside the tasks' frames: someone else may wake it */
 } aio_resource;
 
 typedef struct aio_task {
@@ -115,6 +119,7 @@ typedef struct aio_task {
     const char *found_by; /* "registry", "task-list", "heap" */
     int64_t running_thread; /* native id of the thread running it now, 0 if none */
     char *created_at; /* "file:line" from asyncio debug mode, NULL if unknown */
+    bool weak_only;   /* pending and kept alive by no strong reference (aio_reach.c) */
 } aio_task;
 
 typedef struct aio_loop {
@@ -152,11 +157,19 @@ bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *func
                      const char *file);
 
 /* What to build; stacks alone does not need the tasks. */
+/* Weak reachability (aio_reach.c): run by aio_build when asked. */
+typedef struct aio_reach_stats {
+    uint64_t objects;   /* objects in the region examined */
+    uint64_t roots;     /* of them, referenced from outside the region */
+    bool incomplete;    /* a limit or damage cut the region: verdicts are conservative */
+} aio_reach_stats;
+
 typedef struct aio_options {
     bool tasks;
     bool running_only; /* only the tasks threads are running (for stacks) */
     bool all_objects;  /* also scan the GC lists for tasks no registry holds */
     uint64_t locals_of; /* read the frame locals of this task (snarl task ID) */
+    bool reachability;  /* decide which pending tasks only weak references keep alive */
 } aio_options;
 
 err_t aio_build(py_target *t, const aio_options *opt, aio_model *model);
