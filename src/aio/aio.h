@@ -131,6 +131,13 @@ typedef struct aio_loop {
     double time;          /* the loop's clock now (live targets) */
 } aio_loop;
 
+/* Weak reachability (aio_reach.c): run by aio_build when asked. */
+typedef struct aio_reach_stats {
+    uint64_t objects;   /* objects in the region examined */
+    uint64_t roots;     /* of them, referenced from outside the region */
+    bool incomplete;    /* a limit or damage cut the region: verdicts are conservative */
+} aio_reach_stats;
+
 typedef struct aio_model {
     aio_target target;
     vec threads;   /* aio_thread */
@@ -138,6 +145,7 @@ typedef struct aio_model {
     vec loops;     /* aio_loop */
     vec resources; /* aio_resource */
     const char *tasks_found_by; /* how tasks were found, for the report */
+    aio_reach_stats reach;      /* filled when reachability was asked for */
     bool tasks_truncated;       /* a registry was damaged or a limit hit */
     vec warnings;  /* char*, one sentence each */
     /* Function and file names, once per code object: a million tasks share
@@ -157,13 +165,6 @@ bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *func
                      const char *file);
 
 /* What to build; stacks alone does not need the tasks. */
-/* Weak reachability (aio_reach.c): run by aio_build when asked. */
-typedef struct aio_reach_stats {
-    uint64_t objects;   /* objects in the region examined */
-    uint64_t roots;     /* of them, referenced from outside the region */
-    bool incomplete;    /* a limit or damage cut the region: verdicts are conservative */
-} aio_reach_stats;
-
 typedef struct aio_options {
     bool tasks;
     bool running_only; /* only the tasks threads are running (for stacks) */

@@ -98,6 +98,9 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
     r->kind = kind;
     vec_init(&r->waiters, sizeof(uint64_t));
     vec_init(&r->members, sizeof(uint64_t));
+    vec_init(&r->holders, sizeof(uint64_t));
+    vec_init(&r->possible_holders, sizeof(uint64_t));
+    vec_init(&r->resolvers, sizeof(uint64_t));
     uint64_t type;
     if (py_type_of(c->t, id, &type) == ERR_OK) {
         py_type_name(c->t, type, r->type, sizeof r->type);

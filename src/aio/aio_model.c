@@ -191,6 +191,9 @@ void aio_model_free(aio_model *model) {
         aio_resource *r = VEC_AT(&model->resources, aio_resource, i);
         vec_free(&r->waiters);
         vec_free(&r->members);
+        vec_free(&r->holders);
+        vec_free(&r->possible_holders);
+        vec_free(&r->resolvers);
     }
     vec_free(&model->resources);
     for (size_t i = 0; i < model->warnings.len; i++) {
