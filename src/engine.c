@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "aio/aio.h"
+#include "ana/ana.h"
 #include "base/err.h"
 #include "mem/mem.h"
 #include "out/out.h"
@@ -184,6 +185,7 @@ typedef struct snarl_command {
 
 #define FMT(f) (1u << (f))
 static const snarl_command snarl_commands[] = {
+    {"check", true, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
     {"stacks", false, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
     {"tasks", true, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
     {"tree", true, FMT(SNARL_FORMAT_TEXT) | FMT(SNARL_FORMAT_JSON)},
@@ -193,6 +195,25 @@ static const snarl_command snarl_commands[] = {
 #undef FMT
 
 static const char *const snarl_format_names[] = {"text", "json", "dot", "mermaid"};
+
+/* "kind,kind" to a mask of ana_kind bits; NULL or empty: every kind. */
+static bool snarl_parse_kinds(const char *list, unsigned *mask) {
+    *mask = 0;
+    if (!list || !*list) {
+        *mask = (1u << ANA_KIND_COUNT) - 1;
+        return true;
+    }
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        ana_kind k;
+        if (!ana_kind_parse(tok, &k)) {
+            return false;
+        }
+        *mask |= 1u << k;
+    }
+    return true;
+}
 
 static bool snarl_parse_id(const char *s, uint64_t *out) {
     char *end;
@@ -205,11 +226,13 @@ static bool snarl_parse_id(const char *s, uint64_t *out) {
 }
 
 static void snarl_render(out_writer *w, const snarl_command *cmd, const snarl_request *req,
-                         const aio_model *model, const aio_task *one) {
+                         const aio_model *model, const aio_task *one, const ana_result *diag) {
     if (strcmp(cmd->name, "stacks") == 0) {
         out_stacks(w, model, req->format);
     } else if (req->format == SNARL_FORMAT_JSON) {
-        out_document_json(w, model, one);
+        out_document_json(w, model, one, diag);
+    } else if (diag) {
+        out_check_text(w, model, diag);
     } else if (strcmp(cmd->name, "tasks") == 0) {
         out_tasks_text(w, model, req->all != 0);
     } else if (strcmp(cmd->name, "tree") == 0) {
@@ -247,8 +270,17 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
                     : "that format");
         return SNARL_STATUS_ERROR;
     }
+    bool check = strcmp(cmd->name, "check") == 0;
     aio_options opt = {.tasks = cmd->tasks, .running_only = !cmd->tasks,
-                       .all_objects = req->all_objects != 0};
+                       .all_objects = req->all_objects != 0, .health = check,
+                       .reachability = check};
+    unsigned fail_mask = 0;
+    if (!snarl_parse_kinds(req->fail_on, &fail_mask)) {
+        err_set(&s->err, ERR_USAGE, "--fail-on takes diagnosis kinds: '%s'", req->fail_on);
+        s->err.hint = "kinds: await-cycle, lock-cycle, lock-reacquire, wake-cycle, all-asleep, "
+                      "loop-blocked, loop-self-wait, nested-loop, weak-pending-task";
+        return SNARL_STATUS_ERROR;
+    }
     uint64_t id = 0;
     if (strcmp(cmd->name, "task") == 0) {
         if (!snarl_parse_id(req->task_id, &id)) {
@@ -266,16 +298,34 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
                     (unsigned long long)id);
         s->err.hint = "'snarl tasks TARGET' lists the task ids";
     }
+    ana_result diag;
+    bool have_diag = false;
+    if (e == ERR_OK && check) {
+        e = ana_diagnose(&model, &diag);
+        have_diag = e == ERR_OK;
+        if (e != ERR_OK) {
+            err_set(&s->err, e, NULL);
+        }
+    }
+    int status = SNARL_STATUS_CLEAN;
     if (e == ERR_OK) {
         out_writer w;
         out_init(&w, sink, sink_ctx);
-        snarl_render(&w, cmd, req, &model, one);
+        snarl_render(&w, cmd, req, &model, one, have_diag ? &diag : NULL);
         if (!out_finish(&w)) {
             e = err_set(&s->err, ERR_IO, "the output was cut short");
         }
+        for (size_t i = 0; have_diag && i < diag.diagnoses.len; i++) {
+            if (fail_mask & (1u << VEC_AT(&diag.diagnoses, ana_diagnosis, i)->kind)) {
+                status = SNARL_STATUS_FOUND;
+            }
+        }
+    }
+    if (have_diag) {
+        ana_result_free(&diag);
     }
     aio_model_free(&model);
-    return e == ERR_OK ? SNARL_STATUS_CLEAN : SNARL_STATUS_ERROR;
+    return e == ERR_OK ? status : SNARL_STATUS_ERROR;
 }
 
 const char *snarl_error(const snarl_session *s) {

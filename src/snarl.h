@@ -61,11 +61,14 @@ typedef struct snarl_options {
 } snarl_options;
 
 typedef struct snarl_request {
-    const char *command; /* "stacks", "tasks", "tree", "graph", "task" */
+    const char *command; /* "check", "stacks", "tasks", "tree", "graph", "task" */
     snarl_format format;
     const char *task_id; /* for "task": the task's address, "0x..." */
     int all;             /* list every item instead of grouping identical ones */
     int all_objects;     /* also look for tasks on the GC heap */
+    /* check: the diagnosis kinds that make the status SNARL_STATUS_FOUND,
+     * as names separated by commas ("await-cycle,lock-cycle"); NULL: all. */
+    const char *fail_on;
 } snarl_request;
 
 /* Exit-status classes shared by every front end. */

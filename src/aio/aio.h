@@ -81,6 +81,12 @@ typedef enum aio_kind {
 const char *aio_kind_name(aio_kind k);
 const char *aio_state_name(aio_state s);
 
+typedef struct aio_site {
+    const char *function; /* from the model's name pool */
+    const char *file;
+    int line;
+} aio_site;
+
 typedef struct aio_resource {
     uint64_t id;      /* the primitive (Lock, Queue...) or the future itself */
     aio_kind kind;
@@ -94,6 +100,7 @@ typedef struct aio_resource {
     vec members;          /* uint64_t task ids it stands for (gather/TaskGroup children, shield inner) */
     char detail[128];     /* one short fact, e.g. "fd 7", "locked", "3 items" */
     vec holders;          /* uint64_t tasks inside `async with` on it (Lock, Semaphore) */
+    vec holder_sites;     /* aio_site, parallel to holders: where each entered */
     vec possible_holders; /* uint64_t tasks that only reference it (explicit acquire()) */
     vec resolvers;        /* uint64_t tasks that could wake it (Event, Queue, future...) */
     bool external_refs;   /* referenced from outside the tasks' frames: someone else may wake it */
@@ -122,6 +129,15 @@ typedef struct aio_task {
     bool weak_only;   /* pending and kept alive by no strong reference (aio_reach.c) */
 } aio_task;
 
+/* What the thread running a loop is doing. */
+typedef enum aio_doing {
+    AIO_DOING_UNKNOWN,   /* no thread runs it, or its stack is unreadable */
+    AIO_DOING_SELECT,    /* waiting in the selector: idle */
+    AIO_DOING_TASK,      /* running a task's code */
+    AIO_DOING_CALLBACK,  /* running a callback that is not a task step */
+    AIO_DOING_THREAD_WAIT, /* blocked on a threading primitive or a concurrent future */
+} aio_doing;
+
 typedef struct aio_loop {
     uint64_t id;
     char type[64];
@@ -129,6 +145,18 @@ typedef struct aio_loop {
     uint64_t running_task;
     bool has_time;
     double time;          /* the loop's clock now (live targets) */
+    /* Health: what could still wake it. */
+    bool health_known;    /* an asyncio loop whose internals were read */
+    size_t ready;         /* handles in _ready */
+    size_t timers;        /* timers not cancelled in _scheduled */
+    bool has_next_timer;
+    double next_timer;    /* the earliest timer's deadline, loop time */
+    size_t fds;           /* watched descriptors besides its own self-pipe */
+    size_t executor_jobs; /* executor futures some task waits on */
+    int runs;             /* run_forever frames on its thread (2+: re-entered) */
+    aio_doing doing;
+    const aio_frame *doing_frame; /* the loop thread's innermost frame, in model->threads */
+    uint64_t self_wait_future;    /* a concurrent future only this loop would complete */
 } aio_loop;
 
 /* Weak reachability (aio_reach.c): run by aio_build when asked. */
@@ -146,6 +174,7 @@ typedef struct aio_model {
     vec resources; /* aio_resource */
     const char *tasks_found_by; /* how tasks were found, for the report */
     aio_reach_stats reach;      /* filled when reachability was asked for */
+    size_t other_threads;       /* Python threads that run no loop and could call into one */
     bool tasks_truncated;       /* a registry was damaged or a limit hit */
     vec warnings;  /* char*, one sentence each */
     /* Function and file names, once per code object: a million tasks share
@@ -171,6 +200,7 @@ typedef struct aio_options {
     bool all_objects;  /* also scan the GC lists for tasks no registry holds */
     uint64_t locals_of; /* read the frame locals of this task (snarl task ID) */
     bool reachability;  /* decide which pending tasks only weak references keep alive */
+    bool health;        /* holders, resolvers and loop health, for the diagnoses */
 } aio_options;
 
 err_t aio_build(py_target *t, const aio_options *opt, aio_model *model);

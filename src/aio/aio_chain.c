@@ -99,6 +99,7 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
     vec_init(&r->waiters, sizeof(uint64_t));
     vec_init(&r->members, sizeof(uint64_t));
     vec_init(&r->holders, sizeof(uint64_t));
+    vec_init(&r->holder_sites, sizeof(aio_site));
     vec_init(&r->possible_holders, sizeof(uint64_t));
     vec_init(&r->resolvers, sizeof(uint64_t));
     uint64_t type;

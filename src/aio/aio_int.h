@@ -68,6 +68,8 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task);
 err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by);
 err_t aio_read_loops(aio_ctx *c);
 err_t aio_link(aio_ctx *c);
+/* Holders, resolvers, loop health (aio_health.c). */
+err_t aio_read_health(aio_ctx *c);
 
 /* Frame helpers shared with the thread walk. */
 err_t aio_frame_from_py(const py_frame *f, aio_frame *out);

@@ -116,6 +116,9 @@ static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *mo
     if (e == ERR_OK) {
         e = aio_link(&c);
     }
+    if (e == ERR_OK && opt->health) {
+        e = aio_read_health(&c);
+    }
     if (model->tasks_truncated) {
         aio_warn(model, "a task registry is damaged or too long; some tasks may be missing");
     }
@@ -192,6 +195,7 @@ void aio_model_free(aio_model *model) {
         vec_free(&r->waiters);
         vec_free(&r->members);
         vec_free(&r->holders);
+        vec_free(&r->holder_sites);
         vec_free(&r->possible_holders);
         vec_free(&r->resolvers);
     }

@@ -20,6 +20,8 @@ static const char cli_usage[] =
     "TARGET is a PID, or a core file optionally followed by the executable.\n"
     "\n"
     "commands:\n"
+    "  check       (the default) the diagnoses: deadlocks, cycles, a loop nothing can wake,\n"
+    "              a blocked loop, tasks only weak references keep alive; then a verdict\n"
     "  stacks      every thread's Python stack, innermost frame first\n"
     "  tasks       every asyncio task: state, innermost frame, what it waits on, who awaits it\n"
     "  tree        the await tree from the root tasks down (cycles marked, never refused)\n"
@@ -30,16 +32,17 @@ static const char cli_usage[] =
     "  --format FORMAT      text or json; graph: dot, mermaid or json (default text, dot)\n"
     "  --all                tasks: list identical tasks one by one instead of grouping them\n"
     "  --all-objects        also look for tasks on the GC heap, not only in registries\n"
+    "  --fail-on KIND,...   check: only these diagnosis kinds make the exit status 1\n"
     "  --sysroot DIR        where the core's executable and libraries live\n"
     "  --no-freeze          live targets: read without stopping the process\n"
     "  -h, --help           this help\n"
     "  --version            snarl's version\n"
     "\n"
-    "exit status: 0 nothing found, 1 a problem was reported, 2 could not analyse\n";
+    "exit status: 0 nothing found, 1 a problem was reported (check), 2 could not analyse\n";
 
 /* Commands of the full contract that later versions provide. */
-static const char *const cli_planned[] = {"check", "watch"};
-static const char *const cli_commands[] = {"stacks", "tasks", "tree", "graph", "task"};
+static const char *const cli_planned[] = {"watch"};
+static const char *const cli_commands[] = {"check", "stacks", "tasks", "tree", "graph", "task"};
 
 static int cli_sink(void *ctx, const char *data, size_t len) {
     return fwrite(data, 1, len, (FILE *)ctx) == len ? 0 : -1;
@@ -121,6 +124,11 @@ int main(int argc, char **argv) {
             req.all = 1;
         } else if (strcmp(a, "--all-objects") == 0) {
             req.all_objects = 1;
+        } else if (strcmp(a, "--fail-on") == 0 || strncmp(a, "--fail-on=", 10) == 0) {
+            req.fail_on = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : "");
+            if (!*req.fail_on) {
+                return cli_fail("--fail-on needs diagnosis kinds", "see 'snarl --help'");
+            }
         } else if (a[0] == '-' && a[1]) {
             char msg[256];
             snprintf(msg, sizeof msg, "unknown option '%s'", a);
@@ -144,8 +152,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!req.command) {
-        return cli_fail("'check' (the default command) is not available in this version yet",
-                        "'snarl stacks TARGET' prints every thread's stack");
+        req.command = "check";
     }
     if (npos == 0) {
         return cli_fail("no target given", "pass a PID or a core file; see 'snarl --help'");

@@ -5,6 +5,7 @@
 #define SNARL_OUT_H
 
 #include "../aio/aio.h"
+#include "../ana/ana.h"
 #include "../snarl.h"
 
 /* Bytes buffered before they are handed to the sink. */
@@ -30,7 +31,14 @@ void out_json_str(out_writer *w, const char *s);
 void out_stacks(out_writer *w, const aio_model *m, snarl_format fmt);
 /* The full snarl/1 document; only non-NULL: that task alone in "tasks" (with
  * its frames' locals) and the resources it touches. */
-void out_document_json(out_writer *w, const aio_model *m, const aio_task *only);
+void out_document_json(out_writer *w, const aio_model *m, const aio_task *only,
+                       const ana_result *diag);
+/* "diagnoses":[...],"verdict":"...", (with the trailing comma). */
+void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *diag);
+/* check: the report, jstack-style. */
+void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag);
+/* The one-line verdict. */
+void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag);
 /* `tasks`: one row per task; identical tasks share a row unless all. */
 void out_tasks_text(out_writer *w, const aio_model *m, bool all);
 /* `tree`: the await tree from the roots down; cycles and shared children are

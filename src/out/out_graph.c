@@ -163,7 +163,7 @@ static void out_graph_nodes(out_writer *w, const aio_model *m, bool dot, sbuf *l
 void out_graph(out_writer *w, const aio_model *m, snarl_format fmt) {
     if (fmt == SNARL_FORMAT_JSON || fmt == SNARL_FORMAT_TEXT) {
         /* The document carries the same nodes and edges (awaits, members). */
-        out_document_json(w, m, NULL);
+        out_document_json(w, m, NULL, NULL);
         return;
     }
     bool dot = fmt == SNARL_FORMAT_DOT;

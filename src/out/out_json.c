@@ -174,7 +174,8 @@ static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t)
     out_json_i64(w, t->running_thread);
     out_puts(w, ",\"created_at\":");
     out_json_str(w, t->created_at);
-    out_printf(w, ",\"truncated\":%s}", out_bool(t->truncated));
+    out_printf(w, ",\"truncated\":%s,\"weak_only\":%s}", out_bool(t->truncated),
+               out_bool(t->weak_only));
 }
 
 static void out_json_resource(out_writer *w, const aio_resource *r) {
@@ -194,6 +195,12 @@ static void out_json_resource(out_writer *w, const aio_resource *r) {
     out_json_num(w, r->has_remaining, r->remaining);
     out_puts(w, ",\"detail\":");
     out_json_str(w, r->detail);
+    out_puts(w, ",\"holders\":");
+    out_json_addrs(w, &r->holders);
+    out_puts(w, ",\"possible_holders\":");
+    out_json_addrs(w, &r->possible_holders);
+    out_puts(w, ",\"resolvers\":");
+    out_json_addrs(w, &r->resolvers);
     out_puts(w, "}");
 }
 
@@ -213,7 +220,8 @@ static bool out_touches(const aio_task *t, const aio_resource *r) {
            out_has_id(&r->waiters, t->id) || out_has_id(&r->members, t->id);
 }
 
-void out_document_json(out_writer *w, const aio_model *m, const aio_task *only) {
+void out_document_json(out_writer *w, const aio_model *m, const aio_task *only,
+                       const ana_result *diag) {
     out_index ix;
     if (!out_index_build(&ix, m, w)) {
         return;
@@ -256,6 +264,9 @@ void out_document_json(out_writer *w, const aio_model *m, const aio_task *only) 
         out_json_resource(w, r);
     }
     out_puts(w, "],");
+    if (diag) {
+        out_json_diagnoses(w, m, diag);
+    }
     out_json_warnings(w, m);
     out_puts(w, "}\n");
     out_index_free(&ix);

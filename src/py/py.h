@@ -242,6 +242,15 @@ typedef struct py_gen {
  * its frame, its state, and what it awaits, the way each version's
  * _PyGen_yf would. */
 err_t py_gen_read(py_target *t, uint64_t obj, py_gen *out);
+/* Number of value-stack slots above the locals of a suspended frame whose
+ * code has nlocalsplus locals. */
+err_t py_frame_stack_depth(py_target *t, uint64_t frame, int nlocalsplus, int *depth);
+/* The raw stack reference in slot i (3.14+: tag bits kept, bit 0 set means
+ * borrowed: not counted in the referent's refcount). */
+err_t py_frame_slot_raw(py_target *t, uint64_t frame, int i, uint64_t *bits);
+/* ob_refcnt; *immortal for 3.12+ immortal objects. */
+err_t py_refcount(py_target *t, uint64_t obj, uint64_t *count, bool *immortal);
+
 /* Local slot i of a frame (locals, cells, then the value stack), tags
  * stripped; 0 for NULL. */
 err_t py_frame_slot(py_target *t, uint64_t frame, int i, uint64_t *value);

@@ -249,3 +249,48 @@ err_t py_func_closure_var(py_target *t, uint64_t func, const char *name, uint64_
     vec_free(&names);
     return e;
 }
+
+err_t py_frame_stack_depth(py_target *t, uint64_t frame, int nlocalsplus, int *depth) {
+    const py_layout *L = &t->L;
+    *depth = 0;
+    if (nlocalsplus < 0 || nlocalsplus > PY_STACK_DEPTH_MAX) {
+        return ERR_CORRUPT;
+    }
+    int64_t top;
+    if (L->fr_stack_is_ptr) {
+        uint64_t p;
+        if (mem_read_u64(t->m, frame + (uint64_t)L->fr_stack, &p) != ERR_OK) {
+            return ERR_READ;
+        }
+        top = ((int64_t)p - (int64_t)(frame + (uint64_t)L->fr_localsplus)) / 8;
+    } else {
+        uint32_t v;
+        if (mem_read_u32(t->m, frame + (uint64_t)L->fr_stack, &v) != ERR_OK) {
+            return ERR_READ;
+        }
+        top = (int32_t)v;
+    }
+    if (top < nlocalsplus || top - nlocalsplus > PY_STACK_DEPTH_MAX) {
+        return ERR_CORRUPT;
+    }
+    *depth = (int)(top - nlocalsplus);
+    return ERR_OK;
+}
+
+err_t py_frame_slot_raw(py_target *t, uint64_t frame, int i, uint64_t *bits) {
+    if (i < 0 || i > 2 * PY_STACK_DEPTH_MAX) {
+        return ERR_CORRUPT;
+    }
+    return mem_read_u64(t->m, frame + (uint64_t)t->L.fr_localsplus + (uint64_t)i * 8, bits);
+}
+
+err_t py_refcount(py_target *t, uint64_t obj, uint64_t *count, bool *immortal) {
+    uint64_t v;
+    if (mem_read_u64(t->m, obj + (uint64_t)t->L.ob_refcnt, &v) != ERR_OK) {
+        return ERR_READ;
+    }
+    /* 3.12+: immortal when the low 32 bits, as int32, are negative. */
+    *immortal = t->L.minor >= 12 && (int32_t)(uint32_t)v < 0;
+    *count = t->L.minor >= 14 ? (uint32_t)v : v;
+    return ERR_OK;
+}

@@ -218,7 +218,7 @@ static const char *render(sbuf *out, const aio_model *m, view v, const aio_task 
         out_graph(&w, m, SNARL_FORMAT_JSON);
         break;
     case V_JSON:
-        out_document_json(&w, m, NULL);
+        out_document_json(&w, m, NULL, NULL);
         break;
     case V_STACKS:
         out_stacks(&w, m, SNARL_FORMAT_TEXT);
@@ -230,7 +230,7 @@ static const char *render(sbuf *out, const aio_model *m, view v, const aio_task 
         out_task_text(&w, m, t);
         break;
     case V_TASK_JSON:
-        out_document_json(&w, m, t);
+        out_document_json(&w, m, t, NULL);
         break;
     }
     CHECK(out_finish(&w));
@@ -1200,7 +1200,7 @@ static bool render_quiet(sbuf *out, const aio_model *m, view v, const aio_task *
         break;
     case V_JSON:
     case V_TASK_JSON:
-        out_document_json(&w, m, v == V_TASK_JSON ? t : NULL);
+        out_document_json(&w, m, v == V_TASK_JSON ? t : NULL, NULL);
         break;
     case V_STACKS:
     case V_STACKS_JSON:

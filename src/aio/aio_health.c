@@ -1,0 +1,490 @@
+/* What the diagnoses need from the target beyond the await chains: who holds
+ * each Lock and Semaphore (the context manager's __aexit__ that `async with`
+ * leaves on a suspended frame's value stack), which tasks reference each
+ * Event, Condition, Queue, Barrier or future and so could wake it, whether
+ * anything else references it (its refcount), and each loop's health. */
+#include "aio_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Value-stack slots of one frame we scan. */
+#define AIO_STACK_SCAN_MAX 64
+/* Locals of one frame we scan for references. */
+#define AIO_LOCALS_SCAN_MAX 256
+/* Attributes of a `self` instance we look through for references. */
+#define AIO_SELF_ATTRS_MAX 64
+
+/* Functions already identified as asyncio's _ContextManagerMixin.__aexit__
+ * (value 2) or as something else (value 1). */
+static bool aio_is_aexit(aio_ctx *c, u64map *cache, uint64_t func) {
+    uint64_t v;
+    if (u64map_get(cache, func, &v)) {
+        return v == 2;
+    }
+    py_target *t = c->t;
+    uint64_t type, qn;
+    char name[64];
+    bool yes = py_type_of(t, func, &type) == ERR_OK && type == t->types.function &&
+               mem_read_u64(t->m, func + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
+               py_read_str_buf(t, qn, name, sizeof name) == ERR_OK &&
+               strcmp(name, "_ContextManagerMixin.__aexit__") == 0;
+    u64map_put(cache, func, yes ? 2 : 1);
+    return yes;
+}
+
+static aio_kind aio_primitive_kind(aio_ctx *c, uint64_t obj) {
+    uint64_t type;
+    if (py_type_of(c->t, obj, &type) != ERR_OK) {
+        return AIO_KIND_NONE;
+    }
+    return py_type_is(c->t, type, "Lock")        ? AIO_KIND_LOCK
+           : py_type_is(c->t, type, "Semaphore") ? AIO_KIND_SEMAPHORE
+           : py_type_is(c->t, type, "Condition") ? AIO_KIND_CONDITION
+                                                 : AIO_KIND_NONE;
+}
+
+static err_t aio_add_holder(aio_ctx *c, uint64_t obj, const aio_task *task, const aio_frame *f) {
+    aio_kind kind = aio_primitive_kind(c, obj);
+    if (kind == AIO_KIND_NONE) {
+        return ERR_OK;
+    }
+    uint64_t lock = 0;
+    if (kind == AIO_KIND_CONDITION && py_attr(c->t, obj, "_lock", &lock) == ERR_OK && lock) {
+        /* `async with cond` holds the condition's lock, which is what
+         * other tasks' acquire() waits for. */
+        err_t e = aio_add_holder(c, lock, task, f);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    aio_resource *r = aio_resource_get(c, obj, kind);
+    if (!r) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < r->holders.len; i++) {
+        if (*VEC_AT(&r->holders, uint64_t, i) == task->id) {
+            return ERR_OK;
+        }
+    }
+    uint64_t *h = vec_push(&r->holders);
+    aio_site *site = h ? vec_push(&r->holder_sites) : NULL;
+    if (!site) {
+        return ERR_NOMEM;
+    }
+    *h = task->id;
+    site->function = f->function;
+    site->file = f->file;
+    site->line = f->line;
+    return ERR_OK;
+}
+
+/* The context managers a suspended frame is inside of, from its value
+ * stack: 3.11-3.13 keep a bound __aexit__, 3.14+ the function then self. */
+static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, size_t k) {
+    py_target *t = c->t;
+    const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
+    py_frame pf;
+    const py_code *code;
+    int depth;
+    if (!f->function || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
+        py_code_get(t, pf.code, &code) != ERR_OK ||
+        py_frame_stack_depth(t, f->addr, code->nlocalsplus, &depth) != ERR_OK) {
+        return ERR_OK;
+    }
+    if (depth > AIO_STACK_SCAN_MAX) {
+        depth = AIO_STACK_SCAN_MAX;
+    }
+    uint64_t held[AIO_STACK_SCAN_MAX];
+    int nheld = 0;
+    for (int i = 0; i < depth; i++) {
+        uint64_t o, type;
+        if (py_frame_slot(t, f->addr, code->nlocalsplus + i, &o) != ERR_OK || !o ||
+            py_type_of(t, o, &type) != ERR_OK) {
+            continue;
+        }
+        uint64_t func, self = 0;
+        if (type == t->types.method &&
+            mem_read_u64(t->m, o + (uint64_t)t->L.meth_func, &func) == ERR_OK &&
+            aio_is_aexit(c, cache, func)) {
+            mem_read_u64(t->m, o + (uint64_t)t->L.meth_self, &self);
+        } else if (type == t->types.function && i + 1 < depth && aio_is_aexit(c, cache, o)) {
+            py_frame_slot(t, f->addr, code->nlocalsplus + i + 1, &self);
+        }
+        if (self) {
+            held[nheld++] = self;
+        }
+    }
+    /* While the frame awaits __aenter__, its newest context manager is the
+     * one being acquired, not held. */
+    if (nheld && k > 0) {
+        const aio_frame *inner = VEC_AT(&task->frames, aio_frame, k - 1);
+        if (inner->function && strcmp(inner->function, "_ContextManagerMixin.__aenter__") == 0) {
+            nheld--;
+        }
+    }
+    for (int i = 0; i < nheld; i++) {
+        err_t e = aio_add_holder(c, held[i], task, f);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+/* References from tasks' frames to the resources: counts (for the refcount
+ * test) and which tasks hold them. */
+typedef struct aio_refs {
+    u64map count;     /* resource id -> references found from frames */
+    vec pairs;        /* uint64_t (resource id, task id) pairs */
+} aio_refs;
+
+static err_t aio_note_ref(aio_ctx *c, aio_refs *refs, uint64_t obj, uint64_t task, bool owned) {
+    uint64_t idx, n = 0;
+    if (!obj || !u64map_get(&c->resource_index, obj, &idx)) {
+        return ERR_OK;
+    }
+    if (owned) {
+        u64map_get(&refs->count, obj, &n);
+        if (!u64map_put(&refs->count, obj, n + 1)) {
+            return ERR_NOMEM;
+        }
+    }
+    uint64_t *a = vec_push(&refs->pairs), *b = a ? vec_push(&refs->pairs) : NULL;
+    if (!b) {
+        return ERR_NOMEM;
+    }
+    *VEC_AT(&refs->pairs, uint64_t, refs->pairs.len - 2) = obj;
+    *VEC_AT(&refs->pairs, uint64_t, refs->pairs.len - 1) = task;
+    return ERR_OK;
+}
+
+/* One slot's referent, and what a FutureIter or cell on it holds. */
+static err_t aio_scan_object(aio_ctx *c, aio_refs *refs, u64set *cells, uint64_t bits,
+                             uint64_t task) {
+    py_target *t = c->t;
+    uint64_t o = py_stackref_obj(t, bits), type, inner;
+    bool owned = !t->L.stackref_tagged || !(bits & 1);
+    if (!o || py_type_of(t, o, &type) != ERR_OK) {
+        return ERR_OK;
+    }
+    err_t e = aio_note_ref(c, refs, o, task, owned);
+    if (e != ERR_OK) {
+        return e;
+    }
+    if (type == t->types.cell) {
+        /* A cell holds one reference to its content, whoever shares it. */
+        if (u64set_add(cells, o) == 1 &&
+            mem_read_u64(t->m, o + (uint64_t)t->L.cell_ref, &inner) == ERR_OK) {
+            return aio_note_ref(c, refs, inner, task, true);
+        }
+        return ERR_OK;
+    }
+    char name[64];
+    if (py_type_name(t, type, name, sizeof name) == ERR_OK &&
+        strcmp(name, "_asyncio.FutureIter") == 0 && mem_read_u64(t->m, o + 16, &inner) == ERR_OK) {
+        return aio_note_ref(c, refs, inner, task, true);
+    }
+    /* References through objects (self.event) are not followed: such a
+     * resource then has references beyond the frames, counts as reachable
+     * from elsewhere, and no wake-cycle is claimed for it. */
+    return ERR_OK;
+}
+
+static err_t aio_scan_task_refs(aio_ctx *c, aio_refs *refs, u64set *cells, const aio_task *task) {
+    py_target *t = c->t;
+    for (size_t k = 0; k < task->frames.len; k++) {
+        const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
+        py_frame pf;
+        const py_code *code;
+        int depth = 0;
+        if (!f->function || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
+            py_code_get(t, pf.code, &code) != ERR_OK) {
+            continue;
+        }
+        if (!task->running_thread) {
+            py_frame_stack_depth(t, f->addr, code->nlocalsplus, &depth);
+        }
+        int n = code->nlocalsplus + (depth > AIO_STACK_SCAN_MAX ? AIO_STACK_SCAN_MAX : depth);
+        for (int i = 0; i < n && i < AIO_LOCALS_SCAN_MAX; i++) {
+            uint64_t bits;
+            if (py_frame_slot_raw(t, f->addr, i, &bits) == ERR_OK) {
+                err_t e = aio_scan_object(c, refs, cells, bits, task->id);
+                if (e != ERR_OK) {
+                    return e;
+                }
+            }
+        }
+    }
+    /* A C task's fut_waiter is a reference to the future it waits on. */
+    if (task->c_task && task->waits_on && task->waits_kind == AIO_KIND_FUTURE) {
+        return aio_note_ref(c, refs, task->waits_on, task->id, true);
+    }
+    return ERR_OK;
+}
+
+static bool aio_vec_has(const vec *v, uint64_t id) {
+    for (size_t i = 0; i < v->len; i++) {
+        if (*VEC_AT(v, uint64_t, i) == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool aio_wakeable_kind(aio_kind k) {
+    return k == AIO_KIND_EVENT || k == AIO_KIND_CONDITION || k == AIO_KIND_QUEUE ||
+           k == AIO_KIND_BARRIER || k == AIO_KIND_FUTURE;
+}
+
+static err_t aio_push_unique(vec *v, uint64_t id) {
+    if (aio_vec_has(v, id)) {
+        return ERR_OK;
+    }
+    uint64_t *slot = vec_push(v);
+    if (!slot) {
+        return ERR_NOMEM;
+    }
+    *slot = id;
+    return ERR_OK;
+}
+
+static bool aio_locked(aio_ctx *c, const aio_resource *r) {
+    uint64_t v = 0;
+    int64_t n;
+    if (r->kind == AIO_KIND_LOCK) {
+        return py_attr(c->t, r->id, "_locked", &v) == ERR_OK && v == c->t->types.true_;
+    }
+    if (r->kind == AIO_KIND_SEMAPHORE) {
+        return py_attr(c->t, r->id, "_value", &v) == ERR_OK && v &&
+               py_read_long(c->t, v, &n) == ERR_OK && n <= 0;
+    }
+    return false;
+}
+
+static err_t aio_resolvers(aio_ctx *c) {
+    aio_model *m = c->model;
+    aio_refs refs;
+    u64map_init(&refs.count);
+    vec_init(&refs.pairs, sizeof(uint64_t));
+    u64set cells;
+    u64set_init(&cells);
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < m->tasks.len && e == ERR_OK; i++) {
+        const aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        if (task->state == AIO_STATE_PENDING) {
+            e = aio_scan_task_refs(c, &refs, &cells, task);
+        }
+    }
+    for (size_t i = 0; i + 1 < refs.pairs.len && e == ERR_OK; i += 2) {
+        uint64_t id = *VEC_AT(&refs.pairs, uint64_t, i), task = *VEC_AT(&refs.pairs, uint64_t, i + 1);
+        uint64_t idx;
+        u64map_get(&c->resource_index, id, &idx);
+        aio_resource *r = VEC_AT(&m->resources, aio_resource, idx);
+        if (aio_vec_has(&r->waiters, task)) {
+            continue; /* a task waiting on it cannot be the one to wake it */
+        }
+        if (aio_wakeable_kind(r->kind)) {
+            e = aio_push_unique(&r->resolvers, task);
+        } else if ((r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) &&
+                   r->holders.len == 0) {
+            e = aio_push_unique(&r->possible_holders, task);
+        }
+    }
+    for (size_t i = 0; i < m->resources.len && e == ERR_OK; i++) {
+        aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
+        if ((r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) && r->holders.len == 0 &&
+            !aio_locked(c, r)) {
+            r->possible_holders.len = 0; /* free: nobody holds it */
+        }
+        uint64_t count, found = 0;
+        bool immortal;
+        u64map_get(&refs.count, r->id, &found);
+        /* Anything beyond the references from tasks' frames may be someone
+         * who will wake it (a handle, a global, another thread): it must
+         * make the resource look more reachable, never less. */
+        r->external_refs = py_refcount(c->t, r->id, &count, &immortal) != ERR_OK || immortal ||
+                           count > found;
+    }
+    u64map_free(&refs.count);
+    vec_free(&refs.pairs);
+    u64set_free(&cells);
+    return e;
+}
+
+static bool aio_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* run_coroutine_threadsafe(coro, loop) queues a callback on loop that would
+ * complete `future`: if the loop thread itself waits on that future, only
+ * the blocked loop could complete it. */
+static uint64_t aio_threadsafe_future(aio_ctx *c, const aio_loop *l, uint64_t cf) {
+    py_target *t = c->t;
+    uint64_t ready;
+    vec handles;
+    vec_init(&handles, sizeof(uint64_t));
+    uint64_t found = 0;
+    if (py_attr(t, l->id, "_ready", &ready) == ERR_OK && ready &&
+        py_deque_items(t, ready, &handles) == ERR_OK) {
+        for (size_t i = 0; i < handles.len && !found; i++) {
+            uint64_t cb = 0, fut = 0;
+            if (py_slot(t, *VEC_AT(&handles, uint64_t, i), "_callback", &cb) == ERR_OK && cb &&
+                py_func_closure_var(t, cb, "future", &fut) == ERR_OK && fut == cf) {
+                found = cf;
+            }
+        }
+    }
+    vec_free(&handles);
+    return found;
+}
+
+static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
+    aio_model *m = c->model;
+    const aio_thread *th = NULL;
+    for (size_t i = 0; i < m->threads.len && !th; i++) {
+        const aio_thread *x = VEC_AT(&m->threads, aio_thread, i);
+        if (l->thread && x->native_id == l->thread) {
+            th = x;
+        }
+    }
+    if (!th || th->frames.len == 0) {
+        return;
+    }
+    for (size_t i = 0; i < th->frames.len; i++) {
+        const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
+        if (f->function && strcmp(f->function, "BaseEventLoop.run_forever") == 0) {
+            l->runs++;
+        }
+    }
+    const aio_frame *top = VEC_AT(&th->frames, aio_frame, 0);
+    l->doing_frame = top;
+    if (!top->function) {
+        return;
+    }
+    if (aio_ends_with(top->function, "Selector.select")) {
+        l->doing = AIO_DOING_SELECT;
+        return;
+    }
+    /* A thread wait: threading's primitives or a concurrent future. */
+    for (size_t i = 0; i < th->frames.len; i++) {
+        const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
+        if (!f->function || !f->file || f->task) {
+            break;
+        }
+        bool in_threading = aio_ends_with(f->file, "/threading.py");
+        bool cf_result = aio_ends_with(f->file, "concurrent/futures/_base.py") &&
+                         strcmp(f->function, "Future.result") == 0;
+        if (!in_threading && !cf_result) {
+            break;
+        }
+        l->doing = AIO_DOING_THREAD_WAIT;
+        uint64_t cf;
+        if (cf_result && py_frame_slot(c->t, f->addr, 0, &cf) == ERR_OK && cf) {
+            l->self_wait_future = aio_threadsafe_future(c, l, cf);
+        }
+    }
+    if (l->doing == AIO_DOING_THREAD_WAIT) {
+        return;
+    }
+    l->doing = l->running_task ? AIO_DOING_TASK : AIO_DOING_CALLBACK;
+}
+
+static void aio_loop_health(aio_ctx *c, aio_loop *l) {
+    py_target *t = c->t;
+    uint64_t ready = 0, sched = 0, selector = 0, fd_to_key = 0, ssock = 0;
+    if (py_attr(t, l->id, "_ready", &ready) != ERR_OK || !ready ||
+        py_attr(t, l->id, "_scheduled", &sched) != ERR_OK || !sched) {
+        return; /* not an asyncio BaseEventLoop (uvloop keeps these in C) */
+    }
+    mem_read_u64(t->m, ready + (uint64_t)t->L.ob_size, (uint64_t *)&l->ready);
+    vec handles;
+    vec_init(&handles, sizeof(uint64_t));
+    if (py_list_items(t, sched, &handles) == ERR_OK) {
+        for (size_t i = 0; i < handles.len; i++) {
+            uint64_t h = *VEC_AT(&handles, uint64_t, i), cancelled = 0, w = 0;
+            double d;
+            if (py_slot(t, h, "_cancelled", &cancelled) == ERR_OK && cancelled == t->types.true_) {
+                continue;
+            }
+            l->timers++;
+            if (py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK &&
+                (!l->has_next_timer || d < l->next_timer)) {
+                l->next_timer = d;
+                l->has_next_timer = true;
+            }
+        }
+    }
+    vec_free(&handles);
+    if (py_attr(t, l->id, "_selector", &selector) == ERR_OK && selector &&
+        selector != t->types.none &&
+        py_attr(t, selector, "_fd_to_key", &fd_to_key) == ERR_OK && fd_to_key) {
+        uint64_t used = 0;
+        mem_read_u64(t->m, fd_to_key + (uint64_t)t->L.dict_used, &used);
+        /* The loop's own self-pipe is always registered while it runs. */
+        py_attr(t, l->id, "_ssock", &ssock);
+        l->fds = (size_t)used - (ssock && ssock != t->types.none && used ? 1 : 0);
+    }
+    for (size_t i = 0; i < c->model->resources.len; i++) {
+        const aio_resource *r = VEC_AT(&c->model->resources, aio_resource, i);
+        if (r->kind == AIO_KIND_EXECUTOR && r->waiters.len) {
+            l->executor_jobs++;
+        }
+    }
+    l->health_known = true;
+}
+
+/* Python threads that run no loop and are not idle executor workers: any
+ * of them could still call into a loop (call_soon_threadsafe). */
+static size_t aio_other_threads(aio_ctx *c) {
+    aio_model *m = c->model;
+    size_t n = 0;
+    for (size_t i = 0; i < m->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        bool runs_loop = false;
+        for (size_t k = 0; k < m->loops.len && !runs_loop; k++) {
+            runs_loop = VEC_AT(&m->loops, aio_loop, k)->thread == th->native_id;
+        }
+        if (runs_loop || th->frames.len == 0) {
+            continue;
+        }
+        bool idle_worker = false;
+        for (size_t k = 0; k < th->frames.len && !idle_worker; k++) {
+            const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
+            idle_worker = f->function && f->file && strcmp(f->function, "_worker") == 0 &&
+                          aio_ends_with(f->file, "concurrent/futures/thread.py") &&
+                          k + 1 <= th->frames.len && VEC_AT(&th->frames, aio_frame, 0)->function &&
+                          strcmp(VEC_AT(&th->frames, aio_frame, 0)->function, "_worker") == 0;
+        }
+        n += !idle_worker;
+    }
+    return n;
+}
+
+err_t aio_read_health(aio_ctx *c) {
+    aio_model *m = c->model;
+    u64map cache;
+    u64map_init(&cache);
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < m->tasks.len && e == ERR_OK; i++) {
+        const aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        if (task->state != AIO_STATE_PENDING || task->running_thread) {
+            continue;
+        }
+        for (size_t k = 0; k < task->frames.len && e == ERR_OK; k++) {
+            e = aio_frame_holds(c, &cache, task, k);
+        }
+    }
+    u64map_free(&cache);
+    if (e == ERR_OK) {
+        e = aio_resolvers(c);
+    }
+    for (size_t i = 0; i < m->loops.len && e == ERR_OK; i++) {
+        aio_loop *l = VEC_AT(&m->loops, aio_loop, i);
+        aio_loop_health(c, l);
+        aio_loop_doing(c, l);
+    }
+    m->other_threads = aio_other_threads(c);
+    return e;
+}

@@ -1,0 +1,672 @@
+/* The diagnoses. The wait-for graph has a node per task and per resource;
+ * a task points at what it waits on, a combinator at its member tasks, a
+ * lock at its holders, and an event, queue, barrier or future that nothing
+ * outside the tasks' frames references at the tasks that could set it.
+ * Every strongly connected component with a cycle is one finding; loop
+ * health and weak reachability add the rest. */
+#include "ana.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Tasks named in one summary before "and N more". */
+#define ANA_NAMES_SHOWN 4
+/* Longest summary sentence. */
+#define ANA_SUMMARY_MAX 1024
+
+static const char *const ana_kind_names[ANA_KIND_COUNT] = {
+    [ANA_AWAIT_CYCLE] = "await-cycle",     [ANA_LOCK_CYCLE] = "lock-cycle",
+    [ANA_LOCK_REACQUIRE] = "lock-reacquire", [ANA_WAKE_CYCLE] = "wake-cycle",
+    [ANA_ALL_ASLEEP] = "all-asleep",       [ANA_LOOP_BLOCKED] = "loop-blocked",
+    [ANA_LOOP_SELF_WAIT] = "loop-self-wait", [ANA_NESTED_LOOP] = "nested-loop",
+    [ANA_WEAK_PENDING] = "weak-pending-task",
+};
+
+const char *ana_kind_name(ana_kind k) {
+    return (unsigned)k < ANA_KIND_COUNT ? ana_kind_names[k] : "unknown";
+}
+
+bool ana_kind_parse(const char *name, ana_kind *out) {
+    for (int k = 0; k < ANA_KIND_COUNT; k++) {
+        if (strcmp(name, ana_kind_names[k]) == 0) {
+            *out = (ana_kind)k;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ana_kind_is_deadlock(ana_kind k) {
+    return k == ANA_AWAIT_CYCLE || k == ANA_LOCK_CYCLE || k == ANA_LOCK_REACQUIRE ||
+           k == ANA_WAKE_CYCLE;
+}
+
+typedef enum ana_edge_kind { ANA_EDGE_AWAIT, ANA_EDGE_LOCK, ANA_EDGE_WAKE } ana_edge_kind;
+
+typedef struct ana_edge {
+    uint32_t to;
+    uint8_t kind;
+} ana_edge;
+
+typedef struct ana_graph {
+    const aio_model *m;
+    size_t ntasks, nnodes;
+    u64map task_index, res_index;
+    vec *out; /* per node: vec of ana_edge */
+} ana_graph;
+
+static const aio_task *ana_task(const ana_graph *g, size_t i) {
+    return VEC_AT(&g->m->tasks, aio_task, i);
+}
+
+static const aio_resource *ana_res(const ana_graph *g, size_t node) {
+    return VEC_AT(&g->m->resources, aio_resource, node - g->ntasks);
+}
+
+static bool ana_node_of_task(const ana_graph *g, uint64_t id, size_t *node) {
+    uint64_t i;
+    if (!u64map_get(&g->task_index, id, &i)) {
+        return false;
+    }
+    *node = (size_t)i;
+    return true;
+}
+
+static err_t ana_add_edge(ana_graph *g, size_t from, size_t to, ana_edge_kind kind) {
+    ana_edge *e = vec_push(&g->out[from]);
+    if (!e) {
+        return ERR_NOMEM;
+    }
+    e->to = (uint32_t)to;
+    e->kind = (uint8_t)kind;
+    return ERR_OK;
+}
+
+static bool ana_blocked(const aio_task *t) {
+    return t->state == AIO_STATE_PENDING && !t->running_thread && t->waits_kind != AIO_KIND_NONE;
+}
+
+static err_t ana_edges_to(ana_graph *g, size_t from, const vec *ids, ana_edge_kind kind) {
+    for (size_t k = 0; k < ids->len; k++) {
+        size_t to;
+        if (ana_node_of_task(g, *VEC_AT(ids, uint64_t, k), &to)) {
+            err_t e = ana_add_edge(g, from, to, kind);
+            if (e != ERR_OK) {
+                return e;
+            }
+        }
+    }
+    return ERR_OK;
+}
+
+static err_t ana_build_graph(ana_graph *g, const aio_model *m) {
+    memset(g, 0, sizeof *g);
+    g->m = m;
+    g->ntasks = m->tasks.len;
+    g->nnodes = m->tasks.len + m->resources.len;
+    g->out = util_calloc(g->nnodes ? g->nnodes : 1, sizeof *g->out);
+    if (!g->out) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < g->nnodes; i++) {
+        vec_init(&g->out[i], sizeof(ana_edge));
+    }
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        if (!u64map_put(&g->task_index, ana_task(g, i)->id, i)) {
+            return ERR_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < m->resources.len; i++) {
+        if (!u64map_put(&g->res_index, VEC_AT(&m->resources, aio_resource, i)->id, i)) {
+            return ERR_NOMEM;
+        }
+    }
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < m->tasks.len && e == ERR_OK; i++) {
+        const aio_task *t = ana_task(g, i);
+        if (!ana_blocked(t)) {
+            continue;
+        }
+        size_t to;
+        uint64_t r;
+        if (t->waits_kind == AIO_KIND_TASK) {
+            if (ana_node_of_task(g, t->waits_on, &to)) {
+                e = ana_add_edge(g, i, to, ANA_EDGE_AWAIT);
+            }
+        } else if (u64map_get(&g->res_index, t->waits_on, &r)) {
+            e = ana_add_edge(g, i, g->ntasks + (size_t)r, ANA_EDGE_AWAIT);
+        }
+    }
+    for (size_t j = 0; j < m->resources.len && e == ERR_OK; j++) {
+        const aio_resource *r = VEC_AT(&m->resources, aio_resource, j);
+        size_t node = g->ntasks + j;
+        switch (r->kind) {
+        case AIO_KIND_GATHER:
+        case AIO_KIND_TASKGROUP:
+        case AIO_KIND_SHIELD:
+        case AIO_KIND_TIMEOUT:
+            /* A timeout's timer fires by itself: no edge through it. */
+            if (r->kind != AIO_KIND_TIMEOUT) {
+                e = ana_edges_to(g, node, &r->members, ANA_EDGE_AWAIT);
+            }
+            break;
+        case AIO_KIND_LOCK:
+        case AIO_KIND_SEMAPHORE:
+            e = ana_edges_to(g, node, &r->holders, ANA_EDGE_LOCK);
+            break;
+        case AIO_KIND_EVENT:
+        case AIO_KIND_CONDITION:
+        case AIO_KIND_QUEUE:
+        case AIO_KIND_BARRIER:
+        case AIO_KIND_FUTURE:
+            if (!r->external_refs) {
+                e = ana_edges_to(g, node, &r->resolvers, ANA_EDGE_WAKE);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    return e;
+}
+
+static void ana_free_graph(ana_graph *g) {
+    if (g->out) {
+        for (size_t i = 0; i < g->nnodes; i++) {
+            vec_free(&g->out[i]);
+        }
+        util_free(g->out);
+    }
+    u64map_free(&g->task_index);
+    u64map_free(&g->res_index);
+}
+
+/* Tarjan's algorithm with an explicit stack: a task graph can be a million
+ * nodes deep and the engine never recurses over target data. */
+typedef struct ana_frame {
+    uint32_t node;
+    uint32_t next_edge;
+} ana_frame;
+
+typedef err_t (*ana_scc_fn)(void *ctx, const uint32_t *nodes, size_t n);
+
+static err_t ana_scc(const ana_graph *g, ana_scc_fn fn, void *ctx) {
+    size_t n = g->nnodes;
+    uint32_t *index = util_alloc(n * sizeof *index + 1), *low = util_alloc(n * sizeof *low + 1);
+    bool *on = util_calloc(n + 1, sizeof *on);
+    vec stack, call;
+    vec_init(&stack, sizeof(uint32_t));
+    vec_init(&call, sizeof(ana_frame));
+    err_t e = index && low && on ? ERR_OK : ERR_NOMEM;
+    const uint32_t unvisited = UINT32_MAX;
+    for (size_t i = 0; e == ERR_OK && i < n; i++) {
+        index[i] = unvisited;
+    }
+    uint32_t counter = 0;
+    for (size_t root = 0; e == ERR_OK && root < n; root++) {
+        if (index[root] != unvisited) {
+            continue;
+        }
+        ana_frame *f0 = vec_push(&call);
+        if (!f0) {
+            e = ERR_NOMEM;
+            break;
+        }
+        f0->node = (uint32_t)root;
+        f0->next_edge = 0;
+        index[root] = low[root] = counter++;
+        uint32_t *s0 = vec_push(&stack);
+        if (!s0) {
+            e = ERR_NOMEM;
+            break;
+        }
+        *s0 = (uint32_t)root;
+        on[root] = true;
+        while (call.len && e == ERR_OK) {
+            ana_frame *f = VEC_AT(&call, ana_frame, call.len - 1);
+            uint32_t v = f->node;
+            const vec *edges = &g->out[v];
+            if (f->next_edge < edges->len) {
+                uint32_t w = VEC_AT(edges, ana_edge, f->next_edge)->to;
+                f->next_edge++;
+                if (index[w] == unvisited) {
+                    index[w] = low[w] = counter++;
+                    uint32_t *s = vec_push(&stack);
+                    ana_frame *nf = s ? vec_push(&call) : NULL;
+                    if (!nf) {
+                        e = ERR_NOMEM;
+                        break;
+                    }
+                    *s = w;
+                    on[w] = true;
+                    nf->node = w;
+                    nf->next_edge = 0;
+                } else if (on[w] && index[w] < low[v]) {
+                    low[v] = index[w];
+                }
+                continue;
+            }
+            if (low[v] == index[v]) {
+                size_t start = stack.len;
+                while (start > 0 && *VEC_AT(&stack, uint32_t, start - 1) != v) {
+                    start--;
+                }
+                start--;
+                for (size_t k = start; k < stack.len; k++) {
+                    on[*VEC_AT(&stack, uint32_t, k)] = false;
+                }
+                e = fn(ctx, VEC_AT(&stack, uint32_t, start), stack.len - start);
+                stack.len = start;
+            }
+            call.len--;
+            if (call.len) {
+                ana_frame *parent = VEC_AT(&call, ana_frame, call.len - 1);
+                if (low[v] < low[parent->node]) {
+                    low[parent->node] = low[v];
+                }
+            }
+        }
+    }
+    util_free(index);
+    util_free(low);
+    util_free(on);
+    vec_free(&stack);
+    vec_free(&call);
+    return e;
+}
+
+typedef struct ana_ctx {
+    ana_graph g;
+    ana_result *out;
+    bool *in_scc; /* scratch: membership of the component being examined */
+} ana_ctx;
+
+static void ana_name(sbuf *b, const aio_task *t) {
+    if (t->name && t->name[0]) {
+        sbuf_printf(b, "'%s'", t->name);
+    } else {
+        sbuf_printf(b, "0x%llx", (unsigned long long)t->id);
+    }
+}
+
+static void ana_res_name(sbuf *b, const aio_resource *r) {
+    sbuf_printf(b, "%s 0x%llx", r->type[0] ? r->type : aio_kind_name(r->kind),
+                (unsigned long long)r->id);
+}
+
+static ana_diagnosis *ana_new(ana_ctx *c, ana_kind kind, uint64_t loop) {
+    ana_diagnosis *d = vec_push(&c->out->diagnoses);
+    if (d) {
+        d->kind = kind;
+        d->loop = loop;
+        vec_init(&d->tasks, sizeof(uint64_t));
+        vec_init(&d->resources, sizeof(uint64_t));
+    }
+    return d;
+}
+
+static err_t ana_push(vec *v, uint64_t id) {
+    uint64_t *slot = vec_push(v);
+    if (!slot) {
+        return ERR_NOMEM;
+    }
+    *slot = id;
+    return ERR_OK;
+}
+
+static err_t ana_finish(ana_diagnosis *d, sbuf *b) {
+    if (b->oom) {
+        sbuf_free(b);
+        return ERR_NOMEM;
+    }
+    d->summary = util_strdup(sbuf_str(b));
+    sbuf_free(b);
+    return d->summary ? ERR_OK : ERR_NOMEM;
+}
+
+/* "'A', 'B' and 'C'" with at most ANA_NAMES_SHOWN names. */
+static void ana_task_list(sbuf *b, const ana_graph *g, const vec *ids) {
+    for (size_t i = 0; i < ids->len; i++) {
+        if (i == ANA_NAMES_SHOWN) {
+            sbuf_printf(b, " and %zu more", ids->len - i);
+            return;
+        }
+        sbuf_adds(b, i == 0 ? "" : i + 1 == ids->len ? " and " : ", ");
+        size_t node;
+        if (ana_node_of_task(g, *VEC_AT(ids, uint64_t, i), &node)) {
+            ana_name(b, ana_task(g, node));
+        }
+    }
+}
+
+/* A cycle: every wake or lock resource in it must have all its resolvers or
+ * holders inside too, or someone outside could still free it. */
+static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
+    const ana_graph *g = &c->g;
+    for (size_t i = 0; i < n; i++) {
+        if (nodes[i] < g->ntasks) {
+            continue;
+        }
+        const aio_resource *r = ana_res(g, nodes[i]);
+        const vec *need = r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE ? &r->holders
+                          : r->kind == AIO_KIND_GATHER || r->kind == AIO_KIND_TASKGROUP ||
+                                  r->kind == AIO_KIND_SHIELD
+                              ? NULL
+                              : &r->resolvers;
+        for (size_t k = 0; need && k < need->len; k++) {
+            size_t node;
+            if (!ana_node_of_task(g, *VEC_AT(need, uint64_t, k), &node) || !c->in_scc[node]) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
+    ana_ctx *c = ctx;
+    const ana_graph *g = &c->g;
+    bool cyclic = n > 1;
+    for (size_t k = 0; !cyclic && k < g->out[nodes[0]].len; k++) {
+        cyclic = VEC_AT(&g->out[nodes[0]], ana_edge, k)->to == nodes[0];
+    }
+    if (!cyclic) {
+        return ERR_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->in_scc[nodes[i]] = true;
+    }
+    bool wake = false, lock = false, closed = ana_closed(c, nodes, n);
+    size_t tasks = 0;
+    for (size_t i = 0; i < n; i++) {
+        tasks += nodes[i] < g->ntasks;
+        const vec *edges = &g->out[nodes[i]];
+        for (size_t k = 0; k < edges->len; k++) {
+            const ana_edge *e = VEC_AT(edges, ana_edge, k);
+            if (c->in_scc[e->to]) {
+                wake |= e->kind == ANA_EDGE_WAKE;
+                lock |= e->kind == ANA_EDGE_LOCK;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->in_scc[nodes[i]] = false;
+    }
+    if (!closed) {
+        return ERR_OK;
+    }
+    /* One task and its own lock: a re-acquire, reported on its own. */
+    if (lock && !wake && tasks == 1) {
+        return ERR_OK;
+    }
+    ana_kind kind = wake ? ANA_WAKE_CYCLE : lock ? ANA_LOCK_CYCLE : ANA_AWAIT_CYCLE;
+    ana_diagnosis *d = ana_new(c, kind, 0);
+    if (!d) {
+        return ERR_NOMEM;
+    }
+    /* Nodes come off the stack in reverse discovery order: list them the
+     * way the edges run. */
+    for (size_t i = n; i-- > 0;) {
+        err_t e = nodes[i] < g->ntasks ? ana_push(&d->tasks, ana_task(g, nodes[i])->id)
+                                       : ana_push(&d->resources, ana_res(g, nodes[i])->id);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    sbuf b;
+    sbuf_init(&b);
+    if (kind == ANA_AWAIT_CYCLE) {
+        sbuf_adds(&b, "Tasks ");
+        ana_task_list(&b, g, &d->tasks);
+        sbuf_adds(&b, " await each other in a ring: none of them can ever finish.");
+    } else if (kind == ANA_LOCK_CYCLE) {
+        /* Task 'A' waits for Lock 0x.. (held by task 'B' since f:12), ... */
+        for (size_t i = 0; i < d->tasks.len; i++) {
+            size_t node;
+            if (!ana_node_of_task(g, *VEC_AT(&d->tasks, uint64_t, i), &node)) {
+                continue;
+            }
+            const aio_task *t = ana_task(g, node);
+            uint64_t ri;
+            if (!u64map_get(&g->res_index, t->waits_on, &ri)) {
+                continue;
+            }
+            const aio_resource *r = VEC_AT(&g->m->resources, aio_resource, ri);
+            sbuf_adds(&b, i ? ", which waits for " : "Task ");
+            if (!i) {
+                ana_name(&b, t);
+                sbuf_adds(&b, " waits for ");
+            }
+            ana_res_name(&b, r);
+            for (size_t h = 0; h < r->holders.len; h++) {
+                size_t hn;
+                if (ana_node_of_task(g, *VEC_AT(&r->holders, uint64_t, h), &hn)) {
+                    const aio_site *site = VEC_AT(&r->holder_sites, aio_site, h);
+                    sbuf_adds(&b, h ? " and " : " (held by task ");
+                    ana_name(&b, ana_task(g, hn));
+                    if (site->file) {
+                        /* Where the holder is suspended inside the block,
+                         * not where it entered it (no record of that). */
+                        sbuf_printf(&b, ", suspended at %s:%d", site->file, site->line);
+                    }
+                }
+            }
+            sbuf_adds(&b, r->holders.len ? ")" : "");
+        }
+        sbuf_adds(&b, ": a lock-order deadlock.");
+    } else {
+        sbuf_adds(&b, "Tasks ");
+        ana_task_list(&b, g, &d->tasks);
+        sbuf_adds(&b, " wait on ");
+        for (size_t i = 0; i < d->resources.len && i < ANA_NAMES_SHOWN; i++) {
+            uint64_t ri = 0;
+            u64map_get(&g->res_index, *VEC_AT(&d->resources, uint64_t, i), &ri);
+            sbuf_adds(&b, i ? ", " : "");
+            ana_res_name(&b, VEC_AT(&g->m->resources, aio_resource, ri));
+        }
+        sbuf_adds(&b, " that only tasks of this same blocked group could wake.");
+    }
+    return ana_finish(d, &b);
+}
+
+static err_t ana_reacquire(ana_ctx *c) {
+    const ana_graph *g = &c->g;
+    for (size_t i = 0; i < g->ntasks; i++) {
+        const aio_task *t = ana_task(g, i);
+        uint64_t ri;
+        if (!ana_blocked(t) ||
+            (t->waits_kind != AIO_KIND_LOCK && t->waits_kind != AIO_KIND_SEMAPHORE) ||
+            !u64map_get(&g->res_index, t->waits_on, &ri)) {
+            continue;
+        }
+        const aio_resource *r = VEC_AT(&g->m->resources, aio_resource, ri);
+        /* Only when it alone holds it: other holders may still release. */
+        bool self = r->holders.len > 0;
+        for (size_t h = 0; h < r->holders.len; h++) {
+            self &= *VEC_AT(&r->holders, uint64_t, h) == t->id;
+        }
+        if (!self) {
+            continue;
+        }
+        ana_diagnosis *d = ana_new(c, ANA_LOCK_REACQUIRE, 0);
+        if (!d || ana_push(&d->tasks, t->id) != ERR_OK || ana_push(&d->resources, r->id) != ERR_OK) {
+            return ERR_NOMEM;
+        }
+        const aio_site *site = VEC_AT(&r->holder_sites, aio_site, 0);
+        sbuf b;
+        sbuf_init(&b);
+        sbuf_adds(&b, "Task ");
+        ana_name(&b, t);
+        sbuf_adds(&b, " waits for ");
+        ana_res_name(&b, r);
+        sbuf_adds(&b, ", which it already holds");
+        if (site->file) {
+            sbuf_printf(&b, " (inside its `async with` at %s:%d)", site->file, site->line);
+        }
+        sbuf_adds(&b, ": it waits for itself.");
+        err_t e = ana_finish(d, &b);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+static err_t ana_loops(ana_ctx *c) {
+    const aio_model *m = c->g.m;
+    for (size_t i = 0; i < m->loops.len; i++) {
+        const aio_loop *l = VEC_AT(&m->loops, aio_loop, i);
+        size_t running;
+        const aio_task *rt =
+            l->running_task && ana_node_of_task(&c->g, l->running_task, &running)
+                ? ana_task(&c->g, running)
+                : NULL;
+        const aio_frame *f = l->doing_frame;
+        sbuf b;
+        sbuf_init(&b);
+        ana_diagnosis *d = NULL;
+        if (l->runs >= 2) {
+            if (!(d = ana_new(c, ANA_NESTED_LOOP, l->id)) ||
+                (rt && ana_push(&d->tasks, rt->id) != ERR_OK)) {
+                return ERR_NOMEM;
+            }
+            sbuf_printf(&b,
+                        "Thread %lld runs an event loop inside its running loop 0x%llx "
+                        "(run_forever entered %d times): the outer loop is stuck until the "
+                        "inner one returns.",
+                        (long long)l->thread, (unsigned long long)l->id, l->runs);
+            err_t e = ana_finish(d, &b);
+            if (e != ERR_OK) {
+                return e;
+            }
+            sbuf_init(&b);
+        }
+        if (l->doing == AIO_DOING_THREAD_WAIT && l->self_wait_future) {
+            if (!(d = ana_new(c, ANA_LOOP_SELF_WAIT, l->id)) ||
+                (rt && ana_push(&d->tasks, rt->id) != ERR_OK) ||
+                ana_push(&d->resources, l->self_wait_future) != ERR_OK) {
+                return ERR_NOMEM;
+            }
+            sbuf_printf(&b,
+                        "The loop thread %lld blocks on concurrent future 0x%llx that only its "
+                        "own loop could complete (run_coroutine_threadsafe(...).result() called "
+                        "on the loop thread).",
+                        (long long)l->thread, (unsigned long long)l->self_wait_future);
+        } else if (l->doing == AIO_DOING_TASK || l->doing == AIO_DOING_CALLBACK ||
+                   l->doing == AIO_DOING_THREAD_WAIT) {
+            if (!(d = ana_new(c, ANA_LOOP_BLOCKED, l->id)) ||
+                (rt && ana_push(&d->tasks, rt->id) != ERR_OK)) {
+                return ERR_NOMEM;
+            }
+            sbuf_printf(&b, "The loop thread %lld is ", (long long)l->thread);
+            sbuf_adds(&b, l->doing == AIO_DOING_THREAD_WAIT ? "blocked on a thread wait"
+                                                           : "running synchronous code");
+            if (rt) {
+                sbuf_adds(&b, " in task ");
+                ana_name(&b, rt);
+            }
+            if (f && f->function) {
+                sbuf_printf(&b, " (%s at %s:%d)", f->function, f->file, f->line);
+            }
+            sbuf_adds(&b, " instead of waiting in its selector: no other task of this loop "
+                          "can run.");
+        } else if (l->doing == AIO_DOING_SELECT && l->health_known && !l->ready && !l->timers &&
+                   !l->fds && !l->executor_jobs && !m->other_threads) {
+            size_t pending = 0;
+            for (size_t k = 0; k < m->tasks.len; k++) {
+                const aio_task *t = VEC_AT(&m->tasks, aio_task, k);
+                pending += t->loop == l->id && t->state == AIO_STATE_PENDING;
+            }
+            if (!pending) {
+                continue;
+            }
+            if (!(d = ana_new(c, ANA_ALL_ASLEEP, l->id))) {
+                return ERR_NOMEM;
+            }
+            for (size_t k = 0; k < m->tasks.len; k++) {
+                const aio_task *t = VEC_AT(&m->tasks, aio_task, k);
+                if (t->loop == l->id && t->state == AIO_STATE_PENDING &&
+                    ana_push(&d->tasks, t->id) != ERR_OK) {
+                    return ERR_NOMEM;
+                }
+            }
+            sbuf_printf(&b,
+                        "Loop 0x%llx has nothing that could ever wake it (no ready callbacks, no "
+                        "timers, no watched descriptors, no executor work, no other thread): its "
+                        "%zu pending tasks are stuck for good.",
+                        (unsigned long long)l->id, pending);
+        } else {
+            continue;
+        }
+        err_t e = ana_finish(d, &b);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+static err_t ana_weak(ana_ctx *c) {
+    const ana_graph *g = &c->g;
+    for (size_t i = 0; i < g->ntasks; i++) {
+        const aio_task *t = ana_task(g, i);
+        if (!t->weak_only) {
+            continue;
+        }
+        ana_diagnosis *d = ana_new(c, ANA_WEAK_PENDING, t->loop);
+        if (!d || ana_push(&d->tasks, t->id) != ERR_OK) {
+            return ERR_NOMEM;
+        }
+        sbuf b;
+        sbuf_init(&b);
+        sbuf_adds(&b, "Task ");
+        ana_name(&b, t);
+        sbuf_adds(&b, " is pending but no strong reference keeps it alive: the garbage collector "
+                      "will destroy it (\"Task was destroyed but it is pending!\").");
+        err_t e = ana_finish(d, &b);
+        if (e != ERR_OK) {
+            return e;
+        }
+    }
+    return ERR_OK;
+}
+
+err_t ana_diagnose(const aio_model *m, ana_result *out) {
+    vec_init(&out->diagnoses, sizeof(ana_diagnosis));
+    ana_ctx c;
+    memset(&c, 0, sizeof c);
+    c.out = out;
+    err_t e = ana_build_graph(&c.g, m);
+    if (e == ERR_OK && !(c.in_scc = util_calloc(c.g.nnodes + 1, sizeof *c.in_scc))) {
+        e = ERR_NOMEM;
+    }
+    if (e == ERR_OK) {
+        e = ana_scc(&c.g, ana_on_scc, &c);
+    }
+    if (e == ERR_OK) {
+        e = ana_reacquire(&c);
+    }
+    if (e == ERR_OK) {
+        e = ana_loops(&c);
+    }
+    if (e == ERR_OK) {
+        e = ana_weak(&c);
+    }
+    util_free(c.in_scc);
+    ana_free_graph(&c.g);
+    if (e != ERR_OK) {
+        ana_result_free(out);
+    }
+    return e;
+}
+
+void ana_result_free(ana_result *r) {
+    for (size_t i = 0; i < r->diagnoses.len; i++) {
+        ana_diagnosis *d = VEC_AT(&r->diagnoses, ana_diagnosis, i);
+        vec_free(&d->tasks);
+        vec_free(&d->resources);
+        util_free(d->summary);
+    }
+    vec_free(&r->diagnoses);
+}

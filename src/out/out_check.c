@@ -1,0 +1,134 @@
+/* `check`: the diagnoses, jstack-style. First "Found N asyncio deadlocks"
+ * with each cycle and the stacks of its tasks, then the other findings,
+ * then a one-line verdict; and the same as JSON. */
+#include "out.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* Frames of a task shown under a finding; `snarl task ID` shows them all. */
+#define OUT_CHECK_FRAMES 8
+/* Tasks listed under one finding (all-asleep can name thousands). */
+#define OUT_CHECK_TASKS 10
+
+static size_t out_deadlocks(const ana_result *diag) {
+    size_t n = 0;
+    for (size_t i = 0; i < diag->diagnoses.len; i++) {
+        n += ana_kind_is_deadlock(VEC_AT(&diag->diagnoses, ana_diagnosis, i)->kind);
+    }
+    return n;
+}
+
+void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag) {
+    size_t dead = out_deadlocks(diag), other = diag->diagnoses.len - dead;
+    size_t pending = 0;
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        pending += VEC_AT(&m->tasks, aio_task, i)->state == AIO_STATE_PENDING;
+    }
+    if (!diag->diagnoses.len) {
+        sbuf_printf(b, "No problem found: %zu pending task%s in %zu loop%s.", pending,
+                    pending == 1 ? "" : "s", m->loops.len, m->loops.len == 1 ? "" : "s");
+        return;
+    }
+    sbuf_adds(b, "Stuck: ");
+    if (dead) {
+        sbuf_printf(b, "%zu deadlock%s", dead, dead == 1 ? "" : "s");
+    }
+    if (other) {
+        sbuf_printf(b, "%s%zu other finding%s", dead ? " and " : "", other, other == 1 ? "" : "s");
+    }
+    sbuf_printf(b, " among %zu pending task%s.", pending, pending == 1 ? "" : "s");
+}
+
+static void out_check_task(out_writer *w, const aio_model *m, uint64_t id) {
+    const aio_task *t = aio_find_task(m, id);
+    if (!t) {
+        out_printf(w, "    task 0x%" PRIx64 "\n", id);
+        return;
+    }
+    out_printf(w, "    task '%s' (0x%" PRIx64 ")\n", t->name ? t->name : "", t->id);
+    for (size_t k = 0; k < t->frames.len && k < OUT_CHECK_FRAMES; k++) {
+        const aio_frame *f = VEC_AT(&t->frames, aio_frame, k);
+        if (!f->function) {
+            out_printf(w, "        <unreadable at 0x%" PRIx64 ">\n", f->addr);
+        } else {
+            out_printf(w, "        %s (%s:%d)\n", f->function, f->file, f->line);
+        }
+    }
+    if (t->frames.len > OUT_CHECK_FRAMES) {
+        out_printf(w, "        ... %zu more frames (snarl task 0x%" PRIx64 ")\n",
+                   t->frames.len - OUT_CHECK_FRAMES, t->id);
+    }
+}
+
+static void out_check_one(out_writer *w, const aio_model *m, const ana_diagnosis *d) {
+    out_printf(w, "  %s\n", d->summary);
+    for (size_t k = 0; k < d->tasks.len && k < OUT_CHECK_TASKS; k++) {
+        out_check_task(w, m, *VEC_AT(&d->tasks, uint64_t, k));
+    }
+    if (d->tasks.len > OUT_CHECK_TASKS) {
+        out_printf(w, "    ... and %zu more tasks (snarl check --format json lists them)\n",
+                   d->tasks.len - OUT_CHECK_TASKS);
+    }
+    out_puts(w, "\n");
+}
+
+void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
+    out_header_text(w, m);
+    size_t dead = out_deadlocks(diag), n = 0;
+    if (dead) {
+        out_printf(w, "\nFound %zu asyncio deadlock%s:\n\n", dead, dead == 1 ? "" : "s");
+        for (size_t i = 0; i < diag->diagnoses.len; i++) {
+            const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+            if (ana_kind_is_deadlock(d->kind)) {
+                out_printf(w, "Deadlock %zu (%s):\n", ++n, ana_kind_name(d->kind));
+                out_check_one(w, m, d);
+            }
+        }
+    }
+    if (diag->diagnoses.len > dead) {
+        out_puts(w, dead ? "Other findings:\n\n" : "\nFindings:\n\n");
+        for (size_t i = 0; i < diag->diagnoses.len; i++) {
+            const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+            if (!ana_kind_is_deadlock(d->kind)) {
+                out_printf(w, "%s:\n", ana_kind_name(d->kind));
+                out_check_one(w, m, d);
+            }
+        }
+    }
+    sbuf b;
+    sbuf_init(&b);
+    out_verdict(&b, m, diag);
+    out_printf(w, "%s%s\n", diag->diagnoses.len ? "" : "\n", sbuf_str(&b));
+    sbuf_free(&b);
+}
+
+void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *diag) {
+    out_puts(w, "\"diagnoses\":[");
+    for (size_t i = 0; i < diag->diagnoses.len; i++) {
+        const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+        out_puts(w, i ? ",{\"kind\":" : "{\"kind\":");
+        out_json_str(w, ana_kind_name(d->kind));
+        out_puts(w, ",\"tasks\":[");
+        for (size_t k = 0; k < d->tasks.len; k++) {
+            out_printf(w, "%s\"0x%" PRIx64 "\"", k ? "," : "", *VEC_AT(&d->tasks, uint64_t, k));
+        }
+        out_puts(w, "],\"resources\":[");
+        for (size_t k = 0; k < d->resources.len; k++) {
+            out_printf(w, "%s\"0x%" PRIx64 "\"", k ? "," : "",
+                       *VEC_AT(&d->resources, uint64_t, k));
+        }
+        out_puts(w, "],\"loop\":");
+        out_json_addr(w, d->loop);
+        out_puts(w, ",\"summary\":");
+        out_json_str(w, d->summary);
+        out_puts(w, "}");
+    }
+    out_puts(w, "],\"verdict\":");
+    sbuf b;
+    sbuf_init(&b);
+    out_verdict(&b, m, diag);
+    out_json_str(w, sbuf_str(&b));
+    sbuf_free(&b);
+    out_puts(w, ",");
+}
