@@ -1007,7 +1007,7 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
            "\"state\":\"pending\",\"cancels\":0,\"loop\":null,\"stack\":[],\"waits\":null,"
            "\"awaits\":[],\"awaited_by\":[],\"awaited_by_interpreter\":[],"
            "\"found_by\":\"heap\",\"running_in_thread\":null,\"created_at\":null,"
-           "\"truncated\":false}");
+           "\"truncated\":false,\"weak_only\":false}");
     CHECK_HAS(s,
               "\"state\":\"cancelled\",\"cancels\":2,\"loop\":\"0x9000\",\"stack\":["
               "{\"function\":\"nap\",\"file\":\"app.py\",\"line\":null},"
@@ -1020,8 +1020,8 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
               "\"running_task\":null}]");
     CHECK_HAS(s, "{\"id\":\"0x5000\",\"kind\":\"sleep\",\"type\":\"Future\",\"future\":null,"
                  "\"waiters\":[\"0x2000\"],\"members\":[],\"deadline\":null,\"remaining\":12.5,"
-                 "\"detail\":\"\"}");
-    CHECK_HAS(s, "\"deadline\":null,\"remaining\":null,\"detail\":\"say \\\"when\\\"\"}");
+                 "\"detail\":\"\",\"holders\":[],\"possible_holders\":[],\"resolvers\":[]}");
+    CHECK_HAS(s, "\"deadline\":null,\"remaining\":null,\"detail\":\"say \\\"when\\\"\",\"holders\":[]");
     CHECK_HAS(s, "\"warnings\":[\"core \\\"truncated\\\"\"]}\n");
     sbuf_free(&out);
     mb_free(&b);
