@@ -231,14 +231,14 @@ static void snarl_render(out_writer *w, const snarl_command *cmd, const snarl_re
         out_stacks(w, model, req->format);
     } else if (req->format == SNARL_FORMAT_JSON) {
         out_document_json(w, model, one, diag);
-    } else if (diag) {
+    } else if (strcmp(cmd->name, "check") == 0) {
         out_check_text(w, model, diag);
     } else if (strcmp(cmd->name, "tasks") == 0) {
         out_tasks_text(w, model, req->all != 0);
     } else if (strcmp(cmd->name, "tree") == 0) {
-        out_tree_text(w, model);
+        out_tree_text(w, model, diag);
     } else if (strcmp(cmd->name, "graph") == 0) {
-        out_graph(w, model, req->format);
+        out_graph(w, model, req->format, diag);
     } else {
         out_task_text(w, model, one);
     }
@@ -271,9 +271,11 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         return SNARL_STATUS_ERROR;
     }
     bool check = strcmp(cmd->name, "check") == 0;
+    /* tree and graph mark the findings on their tasks and edges. */
+    bool analyse = check || strcmp(cmd->name, "tree") == 0 || strcmp(cmd->name, "graph") == 0;
     aio_options opt = {.tasks = cmd->tasks, .running_only = !cmd->tasks,
-                       .all_objects = req->all_objects != 0, .health = check,
-                       .reachability = check};
+                       .all_objects = req->all_objects != 0, .health = analyse,
+                       .reachability = analyse};
     unsigned fail_mask = 0;
     if (!snarl_parse_kinds(req->fail_on, &fail_mask)) {
         err_set(&s->err, ERR_USAGE, "--fail-on takes diagnosis kinds: '%s'", req->fail_on);
@@ -300,7 +302,7 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     }
     ana_result diag;
     bool have_diag = false;
-    if (e == ERR_OK && check) {
+    if (e == ERR_OK && analyse) {
         e = ana_diagnose(&model, &diag);
         have_diag = e == ERR_OK;
         if (e != ERR_OK) {
@@ -315,7 +317,7 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         if (!out_finish(&w)) {
             e = err_set(&s->err, ERR_IO, "the output was cut short");
         }
-        for (size_t i = 0; have_diag && i < diag.diagnoses.len; i++) {
+        for (size_t i = 0; check && have_diag && i < diag.diagnoses.len; i++) {
             if (fail_mask & (1u << VEC_AT(&diag.diagnoses, ana_diagnosis, i)->kind)) {
                 status = SNARL_STATUS_FOUND;
             }

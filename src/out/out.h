@@ -37,15 +37,17 @@ void out_document_json(out_writer *w, const aio_model *m, const aio_task *only,
 void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *diag);
 /* check: the report, jstack-style. */
 void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag);
+/* "  ⚠ lock-cycle" after a task or resource named in findings. */
+void out_mark_task(sbuf *b, uint64_t id, const ana_result *diag);
 /* The one-line verdict. */
 void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag);
 /* `tasks`: one row per task; identical tasks share a row unless all. */
 void out_tasks_text(out_writer *w, const aio_model *m, bool all);
 /* `tree`: the await tree from the roots down; cycles and shared children are
  * printed once and referred to after. */
-void out_tree_text(out_writer *w, const aio_model *m);
+void out_tree_text(out_writer *w, const aio_model *m, const ana_result *diag);
 /* `graph`: the wait-for graph as DOT, Mermaid or the JSON document. */
-void out_graph(out_writer *w, const aio_model *m, snarl_format fmt);
+void out_graph(out_writer *w, const aio_model *m, snarl_format fmt, const ana_result *diag);
 /* `task ID`: one task in full. */
 void out_task_text(out_writer *w, const aio_model *m, const aio_task *t);
 

@@ -132,3 +132,19 @@ void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *dia
     sbuf_free(&b);
     out_puts(w, ",");
 }
+
+void out_mark_task(sbuf *b, uint64_t id, const ana_result *diag) {
+    for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
+        const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+        bool hit = false;
+        for (size_t k = 0; k < d->tasks.len && !hit; k++) {
+            hit = *VEC_AT(&d->tasks, uint64_t, k) == id;
+        }
+        for (size_t k = 0; k < d->resources.len && !hit; k++) {
+            hit = *VEC_AT(&d->resources, uint64_t, k) == id;
+        }
+        if (hit) {
+            sbuf_printf(b, "  \xe2\x9a\xa0 %s", ana_kind_name(d->kind));
+        }
+    }
+}

@@ -129,6 +129,50 @@ static void out_member_edges(out_writer *w, const out_index *ix, const aio_resou
     }
 }
 
+/* The rest of the wait-for graph: a lock points at its holders, an event or
+ * queue nobody else references at the tasks that could wake it. */
+static void out_hold_edges(out_writer *w, const out_index *ix, const aio_resource *r, bool dot) {
+    const vec *lists[2] = {&r->holders, r->external_refs ? NULL : &r->resolvers};
+    const char *names[2] = {"held by", "could wake"};
+    for (int l = 0; l < 2; l++) {
+        for (size_t k = 0; lists[l] && k < lists[l]->len; k++) {
+            uint64_t id = *VEC_AT(lists[l], uint64_t, k);
+            if (!out_find_task(ix, id)) {
+                continue;
+            }
+            if (dot) {
+                out_printf(w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\" [label=\"%s\"%s];\n",
+                           r->id, id, names[l], l ? ", style=dotted" : "");
+            } else {
+                out_printf(w, "    r0x%" PRIx64 " -- %s --> t0x%" PRIx64 "\n", r->id, names[l], id);
+            }
+        }
+    }
+}
+
+/* Nodes named in findings, in red; their kinds in a legend comment. */
+static void out_mark_findings(out_writer *w, const ana_result *diag, bool dot) {
+    if (!dot && diag && diag->diagnoses.len) {
+        out_puts(w, "    classDef finding stroke:#d00,stroke-width:3px\n");
+    }
+    for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
+        const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+        out_printf(w, dot ? "    // finding %zu: %s\n" : "    %%%% finding %zu: %s\n", i + 1,
+                   ana_kind_name(d->kind));
+        const vec *ids[2] = {&d->tasks, &d->resources};
+        for (int l = 0; l < 2; l++) {
+            for (size_t k = 0; k < ids[l]->len; k++) {
+                uint64_t id = *VEC_AT(ids[l], uint64_t, k);
+                if (dot) {
+                    out_printf(w, "    \"0x%" PRIx64 "\" [color=red, penwidth=2];\n", id);
+                } else {
+                    out_printf(w, "    class %c0x%" PRIx64 " finding\n", l ? 'r' : 't', id);
+                }
+            }
+        }
+    }
+}
+
 static void out_graph_nodes(out_writer *w, const aio_model *m, bool dot, sbuf *label, sbuf *tmp) {
     for (size_t i = 0; i < m->tasks.len; i++) {
         const aio_task *t = VEC_AT(&m->tasks, aio_task, i);
@@ -160,10 +204,10 @@ static void out_graph_nodes(out_writer *w, const aio_model *m, bool dot, sbuf *l
     }
 }
 
-void out_graph(out_writer *w, const aio_model *m, snarl_format fmt) {
+void out_graph(out_writer *w, const aio_model *m, snarl_format fmt, const ana_result *diag) {
     if (fmt == SNARL_FORMAT_JSON || fmt == SNARL_FORMAT_TEXT) {
         /* The document carries the same nodes and edges (awaits, members). */
-        out_document_json(w, m, NULL, NULL);
+        out_document_json(w, m, NULL, diag);
         return;
     }
     bool dot = fmt == SNARL_FORMAT_DOT;
@@ -185,7 +229,9 @@ void out_graph(out_writer *w, const aio_model *m, snarl_format fmt) {
     }
     for (size_t i = 0; i < m->resources.len; i++) {
         out_member_edges(w, &ix, VEC_AT(&m->resources, aio_resource, i), dot);
+        out_hold_edges(w, &ix, VEC_AT(&m->resources, aio_resource, i), dot);
     }
+    out_mark_findings(w, diag, dot);
     if (dot) {
         out_puts(w, "}\n");
     }

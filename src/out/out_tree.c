@@ -48,6 +48,7 @@ typedef struct out_tree {
     sbuf prefix;
     sbuf line;
     bool oom;
+    const ana_result *diag; /* findings to mark on their tasks, or NULL */
 } out_tree;
 
 static void out_item_add(out_tree *tr, out_item_kind kind, uint64_t val) {
@@ -133,13 +134,14 @@ static void out_res_items(out_tree *tr, const aio_resource *r) {
     }
 }
 
-static void out_task_line(sbuf *b, const aio_task *t) {
+static void out_task_line(sbuf *b, const aio_task *t, const ana_result *diag) {
     out_task_ref_id(b, t);
     if (t->running_thread) {
         sbuf_printf(b, " [running in thread %" PRId64 "]", t->running_thread);
     } else if (t->state != AIO_STATE_PENDING) {
         sbuf_printf(b, " [%s]", aio_state_name(t->state));
     }
+    out_mark_task(b, t->id, diag);
 }
 
 /* Marks every task below a cut node that no line has shown yet, so the
@@ -233,7 +235,7 @@ static bool out_child_line(out_tree *tr, const out_level *lv, const out_item *it
                 sbuf_adds(b, " — see above");
             }
         } else {
-            out_task_line(b, t);
+            out_task_line(b, t, tr->diag);
             tr->state[it->val] = OUT_PRINTED;
             has_children = true;
         }
@@ -315,7 +317,7 @@ static void out_push(out_tree *tr, bool is_task, size_t pos, int depth, const ch
 static void out_root(out_tree *tr, size_t pos) {
     sbuf *b = &tr->line;
     sbuf_reset(b);
-    out_task_line(b, VEC_AT(&tr->m->tasks, aio_task, pos));
+    out_task_line(b, VEC_AT(&tr->m->tasks, aio_task, pos), tr->diag);
     sbuf_addc(b, '\n');
     out_puts(tr->w, sbuf_str(b));
     tr->state[pos] = OUT_PRINTED;
@@ -351,7 +353,7 @@ static void out_root(out_tree *tr, size_t pos) {
     tr->pool.len = 0;
 }
 
-void out_tree_text(out_writer *w, const aio_model *m) {
+void out_tree_text(out_writer *w, const aio_model *m, const ana_result *diag) {
     out_header_text(w, m);
     size_t n = m->tasks.len;
     if (!n) {
@@ -361,7 +363,7 @@ void out_tree_text(out_writer *w, const aio_model *m) {
     if (!out_index_build(&ix, m, w)) {
         return;
     }
-    out_tree tr = {.w = w, .ix = &ix, .m = m};
+    out_tree tr = {.w = w, .ix = &ix, .m = m, .diag = diag};
     tr.state = util_calloc(n, 1);
     tr.on_path = util_calloc(n, sizeof *tr.on_path);
     vec_init(&tr.pool, sizeof(out_item));

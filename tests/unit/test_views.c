@@ -206,16 +206,16 @@ static const char *render(sbuf *out, const aio_model *m, view v, const aio_task 
         out_tasks_text(&w, m, v == V_TASKS_ALL);
         break;
     case V_TREE:
-        out_tree_text(&w, m);
+        out_tree_text(&w, m, NULL);
         break;
     case V_DOT:
-        out_graph(&w, m, SNARL_FORMAT_DOT);
+        out_graph(&w, m, SNARL_FORMAT_DOT, NULL);
         break;
     case V_MERMAID:
-        out_graph(&w, m, SNARL_FORMAT_MERMAID);
+        out_graph(&w, m, SNARL_FORMAT_MERMAID, NULL);
         break;
     case V_GRAPH_JSON:
-        out_graph(&w, m, SNARL_FORMAT_JSON);
+        out_graph(&w, m, SNARL_FORMAT_JSON, NULL);
         break;
     case V_JSON:
         out_document_json(&w, m, NULL, NULL);
@@ -1188,7 +1188,7 @@ static bool render_quiet(sbuf *out, const aio_model *m, view v, const aio_task *
         out_tasks_text(&w, m, v == V_TASKS_ALL);
         break;
     case V_TREE:
-        out_tree_text(&w, m);
+        out_tree_text(&w, m, NULL);
         break;
     case V_DOT:
     case V_MERMAID:
@@ -1196,7 +1196,8 @@ static bool render_quiet(sbuf *out, const aio_model *m, view v, const aio_task *
         out_graph(&w, m,
                   v == V_DOT       ? SNARL_FORMAT_DOT
                   : v == V_MERMAID ? SNARL_FORMAT_MERMAID
-                                   : SNARL_FORMAT_JSON);
+                                   : SNARL_FORMAT_JSON,
+                  NULL);
         break;
     case V_JSON:
     case V_TASK_JSON:
