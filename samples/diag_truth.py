@@ -13,6 +13,9 @@ tasks, resources) and DiagTruth.expect_all_asleep(); the truth JSON
 - "holders": {lock or semaphore id: [task ids]}: recorded by each holding
   task itself just inside its `async with` (DiagTruth.held), and checked
   at the end (the primitive is still locked).
+- "unlocked": ids of the Locks and Conditions (and each Condition's own
+  Lock) the tasks' coroutines refer to that are not locked at rest: a task
+  inside `async with cond:` waiting in cond.wait() does not hold it.
 - "resolvers": {resource id: [task ids]} for every event, condition,
   queue, barrier and bare future a task waits on: the pending tasks whose
   coroutine chain references it (through its frames' locals and value
@@ -49,9 +52,16 @@ The semantics the expectations follow (docs/design.md §5, docs/json.md):
   has no ready callback, no live timer, no watched descriptor besides its
   self-pipe, no default executor and no other Python thread: reported
   together with any cycle (tasks: every pending task of the loop).
-- loop-blocked, loop-self-wait and nested-loop are declared by the sample;
-  a loop thread blocked for one of the last two reasons is not also
-  loop-blocked (the more specific diagnosis explains the same block).
+- loop-blocked, loop-self-wait and nested-loop are declared by the sample
+  and name exactly the running task (none when a callback blocks); a loop
+  thread blocked for one of the last two reasons is not also loop-blocked
+  (the more specific diagnosis explains the same block).
+
+What a task waits on is derived as aio_truth does, but a frame's `self` is
+read from its coroutine's referents, never through frame.f_locals: on 3.11
+and 3.12 f_locals caches a dict of the frame's locals on the frame object,
+one more reference to every resource, which snarl would rightly count as
+someone else who could wake it.
 
 The sample fails (SAMPLE ERROR, exit 3) rather than record a truth its own
 objects contradict: each declared cycle must be a closed component of the
@@ -60,7 +70,7 @@ declared, and all-asleep must be declared exactly when the loop is asleep.
 """
 import asyncio
 import gc
-import os
+import json
 import sys
 import threading
 import time
@@ -88,6 +98,28 @@ def _wref(obj):
         fail("%r cannot be weakly referenced: the truth would keep it alive" % (obj,))
 
 
+def _count_references(obj):
+    """References to obj held by the objects gc knows as its referrers."""
+    counted = 0
+    for ref in gc.get_referrers(obj):
+        for x in gc.get_referents(ref):
+            if x is obj:
+                counted += 1
+    return counted
+
+
+def _self_of(owners, frame, classes):
+    """The one object of one of classes that the frame's coroutine or
+    generator refers to (its `self`), or None."""
+    owner = owners.get(id(frame))
+    if owner is None:
+        return None
+    found = {id(r): r for r in gc.get_referents(owner) if isinstance(r, classes)}
+    if len(found) > 1:
+        fail("%s refers to several of %s" % (frame.f_code.co_qualname, classes))
+    return next(iter(found.values()), None)
+
+
 def _alive(pair):
     ident, ref = pair
     obj = ref()
@@ -107,6 +139,7 @@ class DiagTruth(aio_truth.Truth):
         self.holds = []       # (resource pair, task id)
         self.notes = {}
         self.watcher_native_id = None
+        self.run_forever_frames = None
         super().__init__(loops, threads)
 
     # --- what the sample declares -------------------------------------
@@ -131,6 +164,11 @@ class DiagTruth(aio_truth.Truth):
 
     def note(self, key, value):
         self.notes[key] = value
+
+    def expect_run_forever_frames(self, count):
+        """The loop thread's recorded stack must hold this many
+        BaseEventLoop.run_forever frames (a loop run inside a loop run)."""
+        self.run_forever_frames = count
 
     # --- blocking a loop from a callback --------------------------------
     def record_in_callback(self, blocked_in, block, loop=None):
@@ -177,7 +215,6 @@ class DiagTruth(aio_truth.Truth):
         del frames
         if self._tops() != previous:
             fail("a thread moved while the truth was recorded")
-        import json
         with open(sys.argv[1], "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, indent=1)
         print("READY", flush=True)
@@ -192,11 +229,70 @@ class DiagTruth(aio_truth.Truth):
         doc["holders"] = {r: sorted(ts) for r, ts in graph["holders"].items()}
         doc["resolvers"] = {r: sorted(ts) for r, ts in graph["resolvers"].items()}
         doc["external"] = {r: sorted(x) for r, x in graph["external"].items()}
+        doc["unlocked"] = self._unlocked()
         doc["loop_health"] = self._health(frames)
         doc["diagnoses"] = self._diagnoses(doc)
         self._check(doc, graph)
+        if self.run_forever_frames is not None:
+            self._check_run_forever(doc)
         doc["exit"] = 1 if doc["diagnoses"] else 0
         return doc
+
+    # --- what a task waits on, without touching f_locals -------------------
+    def _derive(self, loop, task, fut, frames):
+        """aio_truth.Truth._derive, reading a frame's `self` from its
+        coroutine's referents instead of frame.f_locals: on 3.11 and 3.12
+        f_locals caches a dict of the locals on the frame object, one more
+        reference to every resource that no task's frame would hold."""
+        if fut is None:
+            return None
+        if aio_truth.is_task(fut):
+            return "task", fut, [], {}
+        if isinstance(fut, asyncio.tasks._GatheringFuture):
+            return "gather", fut, list(fut._children), {}
+        for cb in aio_truth.callbacks_of(fut):
+            name = getattr(cb, "__name__", "")
+            if name == "_outer_done_callback":
+                return "shield", fut, [aio_truth.closure_var(cb, "inner")], {}
+            if name == "_call_check_cancel":
+                return "executor", fut, [], {}
+        owners = {id(f): obj for obj, f in aio_truth.walk(task.get_coro())[0]}
+        inner = frames[0] if frames else None
+        if inner is not None and aio_truth.in_asyncio(inner):
+            me = _self_of(owners, inner, (asyncio.TaskGroup, asyncio.StreamReader))
+            if isinstance(me, asyncio.TaskGroup) and me._on_completed_fut is fut:
+                return "taskgroup", me, list(me._tasks), {}
+            if isinstance(me, asyncio.StreamReader) and me._waiter is fut:
+                return "io", me, [], {}
+        prim = None
+        classes = tuple(cls for _, cls, _ in aio_truth.PRIMITIVES)
+        for f in frames:
+            if not aio_truth.in_asyncio(f):
+                break
+            me = _self_of(owners, f, classes)
+            for kind, cls, has in aio_truth.PRIMITIVES:
+                if isinstance(me, cls):
+                    prim = (kind, me, has)
+                    break
+        if prim is not None:
+            kind, me, has = prim
+            if not has(me, fut):
+                fail("%s: %r is not among the waiters of %r" % (aio_truth.task_name(task), fut, me))
+            return kind, me, [], {}
+        for h in loop._scheduled:
+            if h._cancelled or not h._args or h._args[0] is not fut:
+                continue
+            if getattr(h._callback, "__name__", "") == "_set_result_unless_cancelled":
+                return "sleep", fut, [], {"deadline": h.when()}
+            if getattr(h._callback, "__name__", "") == "_release_waiter":
+                fail("3.11 wait_for: not used by the diagnosis samples")
+        for key in loop._selector.get_map().values():
+            for h in key.data:
+                if h is not None and fut in (h._args or ()):
+                    return "io", fut, [], {"detail": "fd %d" % key.fd}
+        if isinstance(fut, (asyncio.Future, aio_truth.PY_FUTURE)):
+            return "future", fut, [], {}
+        return "other", fut, [], {}
 
     # --- the graph from the interpreter's objects ----------------------------
     def _regions(self):
@@ -214,7 +310,9 @@ class DiagTruth(aio_truth.Truth):
         return regions
 
     def _owners(self, obj, regions, depth, seen, tasks, external):
-        for ref in gc.get_referrers(obj):
+        refs = gc.get_referrers(obj)
+        seen.add(id(refs))  # this very list refers to the intermediates
+        for ref in refs:
             if id(ref) in seen:
                 continue
             seen.add(id(ref))
@@ -238,11 +336,7 @@ class DiagTruth(aio_truth.Truth):
         obj = ref()
         tasks, external = set(), []
         self._owners(obj, regions, 0, set(), tasks, external)
-        counted = 0
-        for ref in gc.get_referrers(obj):
-            for x in gc.get_referents(ref):
-                if x is obj:
-                    counted += 1
+        counted = _count_references(obj)
         probe = object()
         own = sys.getrefcount(probe)  # this frame's local plus the call's own
         unexplained = sys.getrefcount(obj) - own - counted
@@ -370,6 +464,23 @@ class DiagTruth(aio_truth.Truth):
             found.append((kind, sorted(tasks), sorted(res)))
         return sorted(found)
 
+    def _unlocked(self):
+        """Ids of the asyncio Locks and Conditions (and a Condition's own
+        lock) that the pending tasks' coroutine chains refer to and that
+        nobody holds right now: no task may be named as their holder."""
+        out = set()
+        for loop, _, _, _, _ in self.records:
+            for t in self._tasks(loop):
+                for obj, _ in aio_truth.walk(t.get_coro())[0]:
+                    for r in gc.get_referents(obj):
+                        prims = [r]
+                        if isinstance(r, asyncio.Condition):
+                            prims.append(r._lock)
+                        for p in prims:
+                            if isinstance(p, (asyncio.Lock, asyncio.Condition)) and not p.locked():
+                                out.add(hexid(p))
+        return sorted(out)
+
     def _health(self, frames):
         out = {}
         loop_threads = {ident for _, _, ident, _, _ in self.records}
@@ -407,6 +518,16 @@ class DiagTruth(aio_truth.Truth):
             out.append(d)
         return sorted(out, key=lambda d: (d["kind"], d["tasks"], d["resources"]))
 
+    def _check_run_forever(self, doc):
+        loop_threads = {lp["thread"] for lp in doc["loops"]}
+        for t in doc["threads"]:
+            if t["native_id"] in loop_threads:
+                runs = [f for f in t["stack"] if f["function"] == "BaseEventLoop.run_forever"]
+                if len(runs) != self.run_forever_frames:
+                    fail("thread %s has %d BaseEventLoop.run_forever frames, expected %d" %
+                         (t["name"], len(runs), self.run_forever_frames))
+        doc["run_forever_frames"] = self.run_forever_frames
+
     def _check(self, doc, graph):
         """The declared diagnoses against the interpreter's objects."""
         ids = {t["id"] for t in doc["tasks"] + doc["hidden_tasks"]}
@@ -418,6 +539,11 @@ class DiagTruth(aio_truth.Truth):
         derived = self._cycles(graph)
         if declared != derived:
             fail("declared cycles %s, the interpreter's objects make %s" % (declared, derived))
+        running = sorted(lp["running_task"] for lp in doc["loops"] if lp["running_task"])
+        for d in doc["diagnoses"]:
+            if d["kind"] in ("loop-blocked", "loop-self-wait", "nested-loop") and \
+                    d["tasks"] != running:
+                fail("%s names %s, but the running tasks are %s" % (d["kind"], d["tasks"], running))
         for lid, h in doc["loop_health"].items():
             want = any(d["kind"] == "all-asleep" and d["loops"] == [lid] for d in doc["diagnoses"])
             if want != h["asleep"]:

@@ -68,6 +68,14 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task);
 err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by);
 err_t aio_read_loops(aio_ctx *c);
 err_t aio_link(aio_ctx *c);
+/* Weak reachability (aio_reach.c): sets weak_only on the pending tasks the
+ * cycle collector would destroy, and model->reach. */
+err_t aio_reachability(aio_ctx *c);
+/* For tests/probe: the references aio_reachability enumerates of each
+ * object (uint64_t, PY_REF_BORROWED marking borrowed ones), and whether
+ * its whole traverse is known. */
+typedef void (*aio_refs_cb)(void *ctx, uint64_t obj, err_t e, const vec *refs, bool complete);
+err_t aio_reach_each_refs(aio_ctx *c, const uint64_t *objs, size_t n, aio_refs_cb cb, void *ctx);
 /* Holders, resolvers, loop health (aio_health.c). */
 err_t aio_read_health(aio_ctx *c);
 

@@ -116,6 +116,9 @@ static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *mo
     if (e == ERR_OK) {
         e = aio_link(&c);
     }
+    if (e == ERR_OK && opt->reachability) {
+        e = aio_reachability(&c);
+    }
     if (e == ERR_OK && opt->health) {
         e = aio_read_health(&c);
     }

@@ -213,6 +213,9 @@ err_t py_set_items(py_target *t, uint64_t obj, vec *out);
 err_t py_deque_items(py_target *t, uint64_t obj, vec *out);
 /* Dict entries as key, value pairs appended to out (vec of uint64_t). */
 err_t py_dict_items(py_target *t, uint64_t obj, vec *out);
+/* The key, value pairs of a keys object, values from the split values
+ * array when values is not 0 (a dict's ma_values, or instance values). */
+err_t py_keys_values_items(py_target *t, uint64_t keys, uint64_t values, vec *out);
 /* Value for a str key, 0 when absent. */
 err_t py_dict_get_str(py_target *t, uint64_t dict, const char *key, uint64_t *value);
 /* Instance attribute of a heap-type object, 0 when absent. */
@@ -272,5 +275,64 @@ typedef int (*py_gc_cb)(void *ctx, uint64_t obj);
 err_t py_gc_each(py_target *t, uint64_t interp, py_gc_cb cb, void *ctx, bool *truncated);
 /* Objects we follow on the GC lists, over all generations. */
 #define PY_GC_OBJECTS_MAX (1u << 26)
+/* The generation py_gc_each_gen reports for gc.freeze()'s permanent list. */
+#define PY_GC_PERMANENT (-1)
+typedef int (*py_gc_gen_cb)(void *ctx, uint64_t obj, int generation);
+err_t py_gc_each_gen(py_target *t, uint64_t interp, py_gc_gen_cb cb, void *ctx, bool *truncated);
+
+/* Reference counts (py_traverse.c). False for an immortal object (3.12+:
+ * the low 32 bits, as an int32, are negative); else *count is the count. */
+bool py_refcount_word(const py_target *t, uint64_t word, int64_t *count);
+
+/* References as CPython's cycle collector sees them (py_traverse.c): what
+ * each type's tp_traverse visits, for the types snarl knows, read from the
+ * target. A type is known by its tp_traverse function, so subclasses of
+ * builtin types are too; instances of Python classes get subtype_traverse's
+ * part (__slots__, the instance dict or values, the heap type). What is not
+ * known is left out, never guessed: a caller that subtracts references
+ * only ever subtracts real ones. */
+
+/* Set in an enumerated reference that does not own a count (a 3.14+
+ * borrowed stack reference): followed, never subtracted. Objects are
+ * 8-aligned, so the bit is free. */
+#define PY_REF_BORROWED 1u
+/* __slots__ members of one class we visit; Python caps nothing, but a
+ * class with more is damage in practice. */
+#define PY_TRAVERSE_SLOTS_MAX 1024
+/* Traverse functions snarl knows: one or two per builtin kind. */
+#define PY_TRAVERSE_KNOWN_MAX 32
+
+typedef struct py_walker {
+    py_target *t;
+    uint64_t subtype_traverse; /* 0 when unknown: no Python-class instance is traversed */
+    uint64_t known_fn[PY_TRAVERSE_KNOWN_MAX]; /* tp_traverse functions snarl can follow */
+    uint8_t known_kind[PY_TRAVERSE_KNOWN_MAX]; /* ... and what each visits */
+    size_t nknown;
+    u64map types;              /* type -> 1 + index in infos */
+    vec infos;                 /* per-type plans (py_traverse.c) */
+    vec slots;                 /* int64_t __slots__ offsets, shared by the plans */
+} py_walker;
+
+/* Finds the traverse functions of the builtin types and of Python classes
+ * (from classes every interpreter defines) in interp. */
+err_t py_walker_init(py_walker *w, py_target *t, uint64_t interp);
+void py_walker_free(py_walker *w);
+/* Appends to out (uint64_t, PY_REF_BORROWED marking borrowed ones) the
+ * references obj's tp_traverse visits. *rest is the base type whose own
+ * traverse snarl does not know (its references are left out), 0 when all
+ * were enumerated; *legacy is set when the type has a legacy finalizer
+ * (tp_del), which keeps cyclic garbage alive. ERR_READ or ERR_CORRUPT when
+ * the object or its type cannot be read: out may then hold a part. */
+err_t py_refs(py_walker *w, uint64_t obj, uint64_t type, vec *out, uint64_t *rest, bool *legacy);
+/* The managed dict or inline values of obj (PyObject_VisitManagedDict and
+ * its 3.11/3.12 forms), for C types whose own traverse visits them. */
+err_t py_managed_dict_refs(py_walker *w, uint64_t obj, uint64_t type, vec *out);
+/* What _PyFrame_Traverse visits of an interpreter frame; the value stack is
+ * left out when the frame is executing (its stack top is stale then). */
+err_t py_frame_refs(py_walker *w, uint64_t frame, bool executing, vec *out);
+/* Every object slot of a thread's frame (locals and the deepest the value
+ * stack can be), for roots: more than the frame holds is harmless there. */
+err_t py_frame_all_slots(py_walker *w, uint64_t frame, vec *out);
+uint64_t py_type_traverse(py_target *t, uint64_t type);
 
 #endif

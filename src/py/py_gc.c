@@ -10,7 +10,19 @@
 /* The low two bits of _gc_next are flags (collecting, old-space marker). */
 #define PY_GC_PTR_MASK (~(uint64_t)3)
 
-static err_t py_gc_walk(py_target *t, uint64_t head, py_gc_cb cb, void *ctx, uint64_t *budget,
+/* Calls cb, or cb_gen with the generation, for each object of one list. */
+typedef struct py_gc_visit {
+    py_gc_cb cb;
+    py_gc_gen_cb cb_gen;
+    void *ctx;
+    int gen;
+} py_gc_visit;
+
+static int py_gc_call(const py_gc_visit *v, uint64_t obj) {
+    return v->cb ? v->cb(v->ctx, obj) : v->cb_gen(v->ctx, obj, v->gen);
+}
+
+static err_t py_gc_walk(py_target *t, uint64_t head, const py_gc_visit *v, uint64_t *budget,
                         bool *truncated) {
     uint64_t p;
     if (mem_read_u64(t->m, head, &p) != ERR_OK) {
@@ -23,7 +35,7 @@ static err_t py_gc_walk(py_target *t, uint64_t head, py_gc_cb cb, void *ctx, uin
             *truncated = true;
             return ERR_OK;
         }
-        if (cb(ctx, p + PY_GC_HEAD_SIZE)) {
+        if (py_gc_call(v, p + PY_GC_HEAD_SIZE)) {
             return ERR_OK;
         }
         uint64_t next;
@@ -39,7 +51,7 @@ static err_t py_gc_walk(py_target *t, uint64_t head, py_gc_cb cb, void *ctx, uin
     return ERR_OK;
 }
 
-err_t py_gc_each(py_target *t, uint64_t interp, py_gc_cb cb, void *ctx, bool *truncated) {
+static err_t py_gc_lists(py_target *t, uint64_t interp, py_gc_visit *v, bool *truncated) {
     const py_layout *L = &t->L;
     uint64_t gc = interp + (uint64_t)L->is_gc;
     uint64_t gen0;
@@ -51,7 +63,19 @@ err_t py_gc_each(py_target *t, uint64_t interp, py_gc_cb cb, void *ctx, bool *tr
     }
     uint64_t budget = PY_GC_OBJECTS_MAX;
     for (int g = 0; g < L->gc_generations; g++) {
-        py_gc_walk(t, gen0 + (uint64_t)g * PY_GC_GENERATION_SIZE, cb, ctx, &budget, truncated);
+        v->gen = g;
+        py_gc_walk(t, gen0 + (uint64_t)g * PY_GC_GENERATION_SIZE, v, &budget, truncated);
     }
-    return py_gc_walk(t, gc + (uint64_t)L->gc_permanent, cb, ctx, &budget, truncated);
+    v->gen = PY_GC_PERMANENT;
+    return py_gc_walk(t, gc + (uint64_t)L->gc_permanent, v, &budget, truncated);
+}
+
+err_t py_gc_each(py_target *t, uint64_t interp, py_gc_cb cb, void *ctx, bool *truncated) {
+    py_gc_visit v = {.cb = cb, .ctx = ctx};
+    return py_gc_lists(t, interp, &v, truncated);
+}
+
+err_t py_gc_each_gen(py_target *t, uint64_t interp, py_gc_gen_cb cb, void *ctx, bool *truncated) {
+    py_gc_visit v = {.cb_gen = cb, .ctx = ctx};
+    return py_gc_lists(t, interp, &v, truncated);
 }

@@ -382,6 +382,10 @@ static err_t py_keys_items(py_target *t, uint64_t keys, uint64_t values, vec *ou
     return e;
 }
 
+err_t py_keys_values_items(py_target *t, uint64_t keys, uint64_t values, vec *out) {
+    return py_keys_items(t, keys, values, out);
+}
+
 err_t py_dict_items(py_target *t, uint64_t obj, vec *out) {
     uint8_t b[48];
     if (!obj || mem_read(t->m, obj, sizeof b, b) != ERR_OK) {

@@ -1,13 +1,17 @@
 /* snarl-probe, a test tool for tests/e2e/test_readers.py: opens a live process
  * or a core as the engine does, walks the main interpreter's GC lists, and
  * prints one JSON document with the object count and every instance of the
- * named types, each named attribute decoded with the CPython layer's readers. */
+ * named types, each named attribute decoded with the CPython layer's readers.
+ * For tests/e2e/test_reach.py: --reach builds the asyncio model with weak
+ * reachability and prints each task's verdict; --refs FILE prints the
+ * references the reachability analysis enumerates of the listed objects. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/aio/aio_int.h"
 #include "../../src/mem/mem.h"
 #include "../../src/py/py.h"
 #include "../../src/sym/sym.h"
@@ -30,7 +34,10 @@
 #define PROBE_INTERPRETERS_MAX 256
 
 static const char probe_usage[] =
-    "usage: snarl-probe [-t TYPE]... [-a ATTR]... [--sysroot DIR] PID|CORE [EXE]\n";
+    "usage: snarl-probe [-t TYPE]... [-a ATTR]... [--reach | --refs FILE] [--sysroot DIR] "
+    "PID|CORE [EXE]\n";
+/* Addresses read from a --refs file. */
+#define PROBE_REFS_MAX (1u << 20)
 
 /* Used when no -t / -a is given. */
 static const char *const probe_default_types[] = {"Marker"};
@@ -261,6 +268,142 @@ static err_t probe_main_interp(py_target *py, uint64_t *interp) {
     return ERR_LIMIT;
 }
 
+static void probe_json_ids(sbuf *o, const vec *ids) {
+    sbuf_adds(o, "[");
+    for (size_t i = 0; i < ids->len; i++) {
+        sbuf_printf(o, "%s\"0x%" PRIx64 "\"", i ? ", " : "", *VEC_AT(ids, uint64_t, i));
+    }
+    sbuf_adds(o, "]");
+}
+
+/* --reach: the model with weak reachability, each task's verdict. */
+static err_t probe_reach(py_target *py, err_record *err, sbuf *o) {
+    aio_model model;
+    memset(&model, 0, sizeof model);
+    vec_init(&model.threads, sizeof(aio_thread));
+    vec_init(&model.tasks, sizeof(aio_task));
+    vec_init(&model.loops, sizeof(aio_loop));
+    vec_init(&model.resources, sizeof(aio_resource));
+    vec_init(&model.warnings, sizeof(char *));
+    vec_init(&model.names, sizeof(aio_name));
+    aio_options opt = {.tasks = true, .reachability = true};
+    bool live = strcmp(py->m->ops->kind, "live") == 0;
+    model.target.kind = live ? "live" : "core";
+    model.target.pid = py->m->pid;
+    err_t e = live ? mem_freeze(py->m) : ERR_OK;
+    if (e == ERR_OK) {
+        e = aio_build(py, &opt, &model);
+        if (live) {
+            mem_thaw(py->m);
+        }
+    }
+    if (e != ERR_OK) {
+        if (err->code == ERR_OK) {
+            err_set(err, e, "building the model: %s", err_sentence(e));
+        }
+        aio_model_free(&model);
+        return e;
+    }
+    sbuf_printf(o, "{\"python\": \"%s\", \"reach\": {\"objects\": %" PRIu64 ", \"roots\": %" PRIu64
+                   ", \"incomplete\": %s},\n \"tasks\": [",
+                py->version, model.reach.objects, model.reach.roots,
+                model.reach.incomplete ? "true" : "false");
+    for (size_t i = 0; i < model.tasks.len; i++) {
+        const aio_task *t = VEC_AT(&model.tasks, aio_task, i);
+        sbuf_printf(o, "%s\n  {\"id\": \"0x%" PRIx64 "\", \"name\": ", i ? "," : "", t->id);
+        json_str(o, t->name ? t->name : "");
+        sbuf_printf(o, ", \"state\": \"%s\", \"weak_only\": %s}", aio_state_name(t->state),
+                    t->weak_only ? "true" : "false");
+    }
+    sbuf_adds(o, "],\n \"warnings\": [");
+    for (size_t i = 0; i < model.warnings.len; i++) {
+        sbuf_adds(o, i ? ", " : "");
+        json_str(o, *VEC_AT(&model.warnings, char *, i));
+    }
+    sbuf_adds(o, "]}\n");
+    aio_model_free(&model);
+    return ERR_OK;
+}
+
+typedef struct probe_refs_out {
+    sbuf *o;
+    size_t n;
+} probe_refs_out;
+
+static void probe_on_refs(void *ctx, uint64_t obj, err_t e, const vec *refs, bool complete) {
+    probe_refs_out *po = ctx;
+    vec owned, borrowed;
+    vec_init(&owned, sizeof(uint64_t));
+    vec_init(&borrowed, sizeof(uint64_t));
+    for (size_t i = 0; i < refs->len; i++) {
+        uint64_t r = *VEC_AT(refs, uint64_t, i);
+        uint64_t *slot = vec_push(r & PY_REF_BORROWED ? &borrowed : &owned);
+        if (slot) {
+            *slot = r & ~(uint64_t)PY_REF_BORROWED;
+        }
+    }
+    sbuf_printf(po->o, "%s\n  \"0x%" PRIx64 "\": {\"complete\": %s, \"error\": ", po->n++ ? "," : "",
+                obj, complete ? "true" : "false");
+    if (e == ERR_OK) {
+        sbuf_adds(po->o, "null");
+    } else {
+        json_str(po->o, err_name(e));
+    }
+    sbuf_adds(po->o, ", \"refs\": ");
+    probe_json_ids(po->o, &owned);
+    sbuf_adds(po->o, ", \"borrowed\": ");
+    probe_json_ids(po->o, &borrowed);
+    sbuf_adds(po->o, "}");
+    vec_free(&owned);
+    vec_free(&borrowed);
+}
+
+/* --refs FILE: one hex address a line. */
+static err_t probe_refs(py_target *py, const char *path, sbuf *o) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return ERR_IO;
+    }
+    vec objs;
+    vec_init(&objs, sizeof(uint64_t));
+    char line[64];
+    err_t e = ERR_OK;
+    while (fgets(line, sizeof line, f) && objs.len < PROBE_REFS_MAX) {
+        uint64_t *slot = vec_push(&objs);
+        if (!slot) {
+            e = ERR_NOMEM;
+            break;
+        }
+        *slot = strtoull(line, NULL, 16);
+    }
+    fclose(f);
+    aio_model model;
+    memset(&model, 0, sizeof model);
+    vec_init(&model.warnings, sizeof(char *));
+    aio_options opt = {.tasks = true};
+    aio_ctx c;
+    memset(&c, 0, sizeof c);
+    c.t = py;
+    c.model = &model;
+    c.opt = &opt;
+    if (e == ERR_OK &&
+        mem_read_u64(py->m, py->runtime + (uint64_t)py->L.rt_interp_head, &c.interp) != ERR_OK) {
+        e = ERR_READ;
+    }
+    if (e == ERR_OK) {
+        e = aio_layout_init(&c);
+    }
+    probe_refs_out po = {.o = o};
+    sbuf_printf(o, "{\"python\": \"%s\", \"objects\": {", py->version);
+    if (e == ERR_OK) {
+        e = aio_reach_each_refs(&c, (const uint64_t *)objs.data, objs.len, probe_on_refs, &po);
+    }
+    sbuf_adds(o, "}}\n");
+    vec_free(&objs);
+    aio_model_free(&model);
+    return e;
+}
+
 static int probe_fail(const err_record *err, const char *what) {
     fprintf(stderr, "snarl-probe: %s: %s\n", what,
             err->msg[0] ? err->msg : err_sentence(err->code));
@@ -282,13 +425,18 @@ static bool probe_is_pid(const char *s) {
 int main(int argc, char **argv) {
     static const char *types[PROBE_NAMES_MAX], *attrs[PROBE_NAMES_MAX];
     size_t ntypes = 0, nattrs = 0;
-    const char *sysroot = NULL, *target = NULL, *exe = NULL;
+    const char *sysroot = NULL, *target = NULL, *exe = NULL, *refs_file = NULL;
+    bool reach = false;
     for (int i = 1; i < argc; i++) {
         bool has_value = i + 1 < argc;
         if (strcmp(argv[i], "-t") == 0 && has_value && ntypes < PROBE_NAMES_MAX) {
             types[ntypes++] = argv[++i];
         } else if (strcmp(argv[i], "-a") == 0 && has_value && nattrs < PROBE_NAMES_MAX) {
             attrs[nattrs++] = argv[++i];
+        } else if (strcmp(argv[i], "--reach") == 0) {
+            reach = true;
+        } else if (strcmp(argv[i], "--refs") == 0 && has_value) {
+            refs_file = argv[++i];
         } else if (strcmp(argv[i], "--sysroot") == 0 && has_value) {
             sysroot = argv[++i];
         } else if (argv[i][0] != '-' && !target) {
@@ -333,6 +481,25 @@ int main(int argc, char **argv) {
         py_opened = true;
     }
     p.py = &py;
+    if (e == ERR_OK && (reach || refs_file)) {
+        sbuf o;
+        sbuf_init(&o);
+        e = reach ? probe_reach(&py, &err, &o) : probe_refs(&py, refs_file, &o);
+        int status = 0;
+        if (e != ERR_OK || o.oom) {
+            if (err.code == ERR_OK) {
+                err_set(&err, e, "%s", err_sentence(e));
+            }
+            status = probe_fail(&err, target);
+        } else {
+            fwrite(o.data, 1, o.len, stdout);
+        }
+        sbuf_free(&o);
+        py_close(&py);
+        sym_close(&sym);
+        mem_close(m);
+        return status;
+    }
     u64set_init(&p.wanted);
     u64set_init(&p.unwanted);
     vec_init(&p.found, sizeof(uint64_t));
