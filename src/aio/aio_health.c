@@ -172,6 +172,14 @@ static err_t aio_scan_object(aio_ctx *c, aio_refs *refs, u64set *cells, uint64_t
     if (e != ERR_OK) {
         return e;
     }
+    uint64_t count;
+    bool immortal;
+    if (type == t->types.method && py_refcount(t, o, &count, &immortal) == ERR_OK && count == 1 &&
+        mem_read_u64(t->m, o + (uint64_t)t->L.meth_self, &inner) == ERR_OK) {
+        /* A bound method only this slot holds (the __aexit__ `async with`
+         * leaves): its self is as good as referenced from the frame. */
+        return aio_note_ref(c, refs, inner, task, true);
+    }
     if (type == t->types.cell) {
         /* A cell holds one reference to its content, whoever shares it. */
         if (u64set_add(cells, o) == 1 &&
@@ -252,6 +260,11 @@ static err_t aio_push_unique(vec *v, uint64_t id) {
 static bool aio_locked(aio_ctx *c, const aio_resource *r) {
     uint64_t v = 0;
     int64_t n;
+    if (r->kind == AIO_KIND_CONDITION) {
+        uint64_t lock = 0;
+        return py_attr(c->t, r->id, "_lock", &lock) == ERR_OK && lock &&
+               py_attr(c->t, lock, "_locked", &v) == ERR_OK && v == c->t->types.true_;
+    }
     if (r->kind == AIO_KIND_LOCK) {
         return py_attr(c->t, r->id, "_locked", &v) == ERR_OK && v == c->t->types.true_;
     }
@@ -370,7 +383,7 @@ static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
     /* A thread wait: threading's primitives or a concurrent future. */
     for (size_t i = 0; i < th->frames.len; i++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
-        if (!f->function || !f->file || f->task) {
+        if (!f->function || !f->file) {
             break;
         }
         bool in_threading = aio_ends_with(f->file, "/threading.py");
@@ -383,6 +396,10 @@ static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
         uint64_t cf;
         if (cf_result && py_frame_slot(c->t, f->addr, 0, &cf) == ERR_OK && cf) {
             l->self_wait_future = aio_threadsafe_future(c, l, cf);
+            aio_resource *r = l->self_wait_future ? aio_resource_get(c, cf, AIO_KIND_FUTURE) : NULL;
+            if (r) {
+                snprintf(r->detail, sizeof r->detail, "concurrent future the loop thread waits on");
+            }
         }
     }
     if (l->doing == AIO_DOING_THREAD_WAIT) {
@@ -477,6 +494,32 @@ err_t aio_read_health(aio_ctx *c) {
         }
     }
     u64map_free(&cache);
+    /* The stack shows who entered `async with`; the lock tells whether it
+     * is held now: a task in Condition.wait() released it meanwhile. */
+    for (size_t i = 0; i < m->resources.len && e == ERR_OK; i++) {
+        aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
+        if (!r->holders.len) {
+            continue;
+        }
+        if (!aio_locked(c, r)) {
+            r->holders.len = r->holder_sites.len = 0;
+            continue;
+        }
+        size_t keep = 0;
+        for (size_t h = 0; h < r->holders.len; h++) {
+            uint64_t id = *VEC_AT(&r->holders, uint64_t, h), idx;
+            const aio_task *t = u64map_get(&c->task_index, id, &idx)
+                                    ? VEC_AT(&m->tasks, aio_task, idx)
+                                    : NULL;
+            if (t && t->waits_kind == AIO_KIND_CONDITION) {
+                continue; /* waiting in a Condition releases its lock */
+            }
+            *VEC_AT(&r->holders, uint64_t, keep) = id;
+            *VEC_AT(&r->holder_sites, aio_site, keep) = *VEC_AT(&r->holder_sites, aio_site, h);
+            keep++;
+        }
+        r->holders.len = r->holder_sites.len = keep;
+    }
     if (e == ERR_OK) {
         e = aio_resolvers(c);
     }

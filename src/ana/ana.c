@@ -527,9 +527,17 @@ static err_t ana_loops(ana_ctx *c) {
         sbuf_init(&b);
         ana_diagnosis *d = NULL;
         if (l->runs >= 2) {
-            if (!(d = ana_new(c, ANA_NESTED_LOOP, l->id)) ||
-                (rt && ana_push(&d->tasks, rt->id) != ERR_OK)) {
+            if (!(d = ana_new(c, ANA_NESTED_LOOP, l->id))) {
                 return ERR_NOMEM;
+            }
+            /* Every task running on that thread: the outer loop's task that
+             * re-entered, and the inner loop's, if one runs. */
+            for (size_t k = 0; k < m->tasks.len; k++) {
+                const aio_task *t = VEC_AT(&m->tasks, aio_task, k);
+                if (t->running_thread && t->running_thread == l->thread &&
+                    ana_push(&d->tasks, t->id) != ERR_OK) {
+                    return ERR_NOMEM;
+                }
             }
             sbuf_printf(&b,
                         "Thread %lld runs an event loop inside its running loop 0x%llx "

@@ -74,10 +74,10 @@ static void out_check_one(out_writer *w, const aio_model *m, const ana_diagnosis
 }
 
 void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
-    out_header_text(w, m);
     size_t dead = out_deadlocks(diag), n = 0;
+    /* jstack-style: the deadlocks come first; what was read, last. */
     if (dead) {
-        out_printf(w, "\nFound %zu asyncio deadlock%s:\n\n", dead, dead == 1 ? "" : "s");
+        out_printf(w, "Found %zu asyncio deadlock%s:\n\n", dead, dead == 1 ? "" : "s");
         for (size_t i = 0; i < diag->diagnoses.len; i++) {
             const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
             if (ana_kind_is_deadlock(d->kind)) {
@@ -87,7 +87,7 @@ void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
         }
     }
     if (diag->diagnoses.len > dead) {
-        out_puts(w, dead ? "Other findings:\n\n" : "\nFindings:\n\n");
+        out_puts(w, dead ? "Other findings:\n\n" : "Findings:\n\n");
         for (size_t i = 0; i < diag->diagnoses.len; i++) {
             const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
             if (!ana_kind_is_deadlock(d->kind)) {
@@ -96,10 +96,11 @@ void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
             }
         }
     }
+    out_header_text(w, m);
     sbuf b;
     sbuf_init(&b);
     out_verdict(&b, m, diag);
-    out_printf(w, "%s%s\n", diag->diagnoses.len ? "" : "\n", sbuf_str(&b));
+    out_printf(w, "%s\n", sbuf_str(&b));
     sbuf_free(&b);
 }
 
