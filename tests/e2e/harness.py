@@ -2,6 +2,7 @@
 core of it with gcore, and runs snarl; the sample's own JSON is the truth."""
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -38,9 +39,11 @@ class Sample:
         self.proc = subprocess.Popen(list(self.python.argv) + [script, truth],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env, text=True)
-        deadline = time.monotonic() + READY_TIMEOUT
-        line = self.proc.stdout.readline()
-        if line.strip() != "READY" or time.monotonic() > deadline:
+        # Wait for the line with a deadline: a sample that hangs before READY
+        # must fail its test, not the whole run.
+        ready, _, _ = select.select([self.proc.stdout], [], [], READY_TIMEOUT)
+        line = self.proc.stdout.readline() if ready else ""
+        if line.strip() != "READY":
             self.proc.kill()
             raise RuntimeError("sample %s did not get ready: %r %s" %
                                (self.name, line, self.proc.stderr.read()))

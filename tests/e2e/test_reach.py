@@ -64,6 +64,16 @@ def _probe(*args):
     return json.loads(out.stdout.decode("utf-8"))
 
 
+def _check(target):
+    """`snarl check --format json`: its weak-pending-task diagnoses."""
+    out = subprocess.run([os.path.join(ROOT, "build", "snarl"), "check", "--format", "json",
+                          str(target)], capture_output=True, timeout=600)
+    if out.returncode not in (0, 1):
+        return Failed("snarl check %s: status %d: %s" % (
+            target, out.returncode, out.stderr.decode("utf-8", errors="replace").strip()))
+    return json.loads(out.stdout.decode("utf-8"))
+
+
 def _run(python):
     if python.label in _RUNS:
         return _RUNS[python.label]
@@ -73,6 +83,7 @@ def _run(python):
         with Sample(python, SAMPLE, work) as s:
             run["truth"] = s.truth
             run["live"] = _probe("--reach", s.pid)
+            run["check-live"] = _check(s.pid)
             addrs = os.path.join(work, "addrs.txt")
             with open(addrs, "w") as f:
                 f.write("\n".join(s.truth["referents"]) + "\n")
@@ -85,6 +96,7 @@ def _run(python):
             else:
                 core = Failed("skip: gcore (gdb) not installed")
         run["core"] = core if isinstance(core, Failed) else _probe("--reach", core)
+        run["check-core"] = core if isinstance(core, Failed) else _check(core)
     except RuntimeError as e:  # the sample never got ready
         run = {"error": str(e)}
     finally:
@@ -135,6 +147,21 @@ def test_weak_only_tasks_are_exactly_those_the_collector_destroys(python, probe,
     # Every pending task of the truth is in the model, pending.
     pending = {t["id"] for t in doc["tasks"] if t["state"] == "pending"}
     assert set(names) <= pending
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_check_reports_each_destroyed_task_as_weak_pending(python, probe, mode):
+    """The user-facing command: one weak-pending-task diagnosis per task the
+    collector destroys, none for any other task."""
+    truth = _get(python, "truth")
+    doc = _get(python, "check-" + mode)
+    names = {r["id"]: r["name"] for r in truth["tasks"]}
+    found = [d for d in doc["diagnoses"] if d["kind"] == "weak-pending-task"]
+    assert all(len(d["tasks"]) == 1 for d in found)
+    flagged = {d["tasks"][0] for d in found}
+    destroyed = set(truth["destroyed"])
+    assert sorted(names.get(i, i) for i in flagged - destroyed) == [], "false alarms"
+    assert sorted(names.get(i, i) for i in destroyed - flagged) == [], "missed"
 
 
 def test_references_snarl_enumerates_are_ones_the_collector_visits(python, probe):
