@@ -207,6 +207,8 @@ err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap);
 err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut);
 err_t py_read_str_buf(py_target *t, uint64_t obj, char *buf, size_t cap);
 err_t py_read_long(py_target *t, uint64_t obj, int64_t *out);
+/* n consecutive 64-bit words at `at`, appended to out (vec of uint64_t). */
+err_t py_read_words(py_target *t, uint64_t at, uint64_t n, vec *out);
 err_t py_tuple_items(py_target *t, uint64_t obj, vec *out); /* vec of uint64_t */
 err_t py_list_items(py_target *t, uint64_t obj, vec *out);
 err_t py_set_items(py_target *t, uint64_t obj, vec *out);

@@ -206,7 +206,7 @@ err_t py_read_long(py_target *t, uint64_t obj, int64_t *out) {
     return ERR_OK;
 }
 
-static err_t py_read_ptrs(py_target *t, uint64_t at, uint64_t n, vec *out) {
+err_t py_read_words(py_target *t, uint64_t at, uint64_t n, vec *out) {
     if (n > PY_CONTAINER_MAX) {
         return ERR_LIMIT;
     }
@@ -234,7 +234,7 @@ err_t py_tuple_items(py_target *t, uint64_t obj, vec *out) {
     if (mem_read_u64(t->m, obj + (uint64_t)t->L.ob_size, &n) != ERR_OK) {
         return ERR_READ;
     }
-    return py_read_ptrs(t, obj + (uint64_t)t->L.tuple_items, n, out);
+    return py_read_words(t, obj + (uint64_t)t->L.tuple_items, n, out);
 }
 
 err_t py_list_items(py_target *t, uint64_t obj, vec *out) {
@@ -247,7 +247,7 @@ err_t py_list_items(py_target *t, uint64_t obj, vec *out) {
     if (n > allocated || (n && !items)) {
         return ERR_CORRUPT;
     }
-    return py_read_ptrs(t, items, n, out);
+    return py_read_words(t, items, n, out);
 }
 
 err_t py_set_items(py_target *t, uint64_t obj, vec *out) {
@@ -351,7 +351,7 @@ static err_t py_keys_items(py_target *t, uint64_t keys, uint64_t values, vec *ou
     vec_init(&vals, sizeof(uint64_t));
     err_t e = ERR_OK;
     if (values) {
-        e = py_read_ptrs(t, values + (uint64_t)t->L.dict_values_array, (uint64_t)nentries, &vals);
+        e = py_read_words(t, values + (uint64_t)t->L.dict_values_array, (uint64_t)nentries, &vals);
     }
     uint8_t chunk[24 * 128];
     for (int64_t i = 0; e == ERR_OK && i < nentries;) {

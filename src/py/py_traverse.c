@@ -419,21 +419,17 @@ static err_t py_values_refs(py_target *t, uint64_t array, uint64_t n, vec *out) 
     if (n > PY_SHARED_KEYS_MAX) {
         return ERR_CORRUPT;
     }
-    uint64_t vals[256];
-    for (uint64_t done = 0; done < n;) {
-        size_t take = n - done > ARRAY_LEN(vals) ? ARRAY_LEN(vals) : (size_t)(n - done);
-        if (mem_read(t->m, array + done * 8, take * 8, vals) != ERR_OK) {
-            return ERR_READ;
+    size_t start = out->len, keep = start;
+    err_t e = py_read_words(t, array, n, out);
+    /* Absent attributes are NULL slots: no reference. */
+    for (size_t i = start; i < out->len; i++) {
+        uint64_t v = *VEC_AT(out, uint64_t, i);
+        if (v) {
+            *VEC_AT(out, uint64_t, keep++) = v;
         }
-        for (size_t i = 0; i < take; i++) {
-            err_t e = py_push(out, vals[i]);
-            if (e != ERR_OK) {
-                return e;
-            }
-        }
-        done += take;
     }
-    return ERR_OK;
+    out->len = keep;
+    return e;
 }
 
 static err_t py_keys_nentries(py_target *t, uint64_t keys, uint64_t *n) {
