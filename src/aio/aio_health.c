@@ -405,7 +405,20 @@ static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
     if (l->doing == AIO_DOING_THREAD_WAIT) {
         return;
     }
-    l->doing = l->running_task ? AIO_DOING_TASK : AIO_DOING_CALLBACK;
+    if (l->running_task) {
+        l->doing = AIO_DOING_TASK;
+        return;
+    }
+    /* A callback runs under Handle._run; without it the loop is inside its
+     * own C code (uvloop waits in libuv, not in a Python selector): idle or
+     * not, nothing can be claimed. */
+    for (size_t i = 0; i < th->frames.len; i++) {
+        const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
+        if (f->function && strcmp(f->function, "Handle._run") == 0) {
+            l->doing = AIO_DOING_CALLBACK;
+            return;
+        }
+    }
 }
 
 static void aio_loop_health(aio_ctx *c, aio_loop *l) {
