@@ -421,41 +421,47 @@ static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
     }
 }
 
+/* Every count here argues "nothing can wake it": a read that fails must
+ * leave the health unknown, never a zero. */
 static void aio_loop_health(aio_ctx *c, aio_loop *l) {
     py_target *t = c->t;
-    uint64_t ready = 0, sched = 0, selector = 0, fd_to_key = 0, ssock = 0;
+    uint64_t ready = 0, sched = 0, selector = 0, fd_to_key = 0, ssock = 0, nready, used;
     if (py_attr(t, l->id, "_ready", &ready) != ERR_OK || !ready ||
         py_attr(t, l->id, "_scheduled", &sched) != ERR_OK || !sched) {
         return; /* not an asyncio BaseEventLoop (uvloop keeps these in C) */
     }
-    mem_read_u64(t->m, ready + (uint64_t)t->L.ob_size, (uint64_t *)&l->ready);
+    if (mem_read_u64(t->m, ready + (uint64_t)t->L.ob_size, &nready) != ERR_OK ||
+        py_attr(t, l->id, "_selector", &selector) != ERR_OK || !selector ||
+        selector == t->types.none ||
+        py_attr(t, selector, "_fd_to_key", &fd_to_key) != ERR_OK || !fd_to_key ||
+        mem_read_u64(t->m, fd_to_key + (uint64_t)t->L.dict_used, &used) != ERR_OK ||
+        py_attr(t, l->id, "_ssock", &ssock) != ERR_OK) {
+        return;
+    }
     vec handles;
     vec_init(&handles, sizeof(uint64_t));
-    if (py_list_items(t, sched, &handles) == ERR_OK) {
-        for (size_t i = 0; i < handles.len; i++) {
-            uint64_t h = *VEC_AT(&handles, uint64_t, i), cancelled = 0, w = 0;
-            double d;
-            if (py_slot(t, h, "_cancelled", &cancelled) == ERR_OK && cancelled == t->types.true_) {
-                continue;
-            }
-            l->timers++;
-            if (py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK &&
-                (!l->has_next_timer || d < l->next_timer)) {
-                l->next_timer = d;
-                l->has_next_timer = true;
-            }
+    if (py_list_items(t, sched, &handles) != ERR_OK) {
+        vec_free(&handles);
+        return;
+    }
+    for (size_t i = 0; i < handles.len; i++) {
+        uint64_t h = *VEC_AT(&handles, uint64_t, i), cancelled = 0, w = 0;
+        double d;
+        /* A handle whose flag cannot be read counts as a live timer. */
+        if (py_slot(t, h, "_cancelled", &cancelled) == ERR_OK && cancelled == t->types.true_) {
+            continue;
+        }
+        l->timers++;
+        if (py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK &&
+            (!l->has_next_timer || d < l->next_timer)) {
+            l->next_timer = d;
+            l->has_next_timer = true;
         }
     }
     vec_free(&handles);
-    if (py_attr(t, l->id, "_selector", &selector) == ERR_OK && selector &&
-        selector != t->types.none &&
-        py_attr(t, selector, "_fd_to_key", &fd_to_key) == ERR_OK && fd_to_key) {
-        uint64_t used = 0;
-        mem_read_u64(t->m, fd_to_key + (uint64_t)t->L.dict_used, &used);
-        /* The loop's own self-pipe is always registered while it runs. */
-        py_attr(t, l->id, "_ssock", &ssock);
-        l->fds = (size_t)used - (ssock && ssock != t->types.none && used ? 1 : 0);
-    }
+    l->ready = (size_t)nready;
+    /* The loop's own self-pipe is always registered while it runs. */
+    l->fds = (size_t)used - (ssock && ssock != t->types.none && used ? 1 : 0);
     for (size_t i = 0; i < c->model->resources.len; i++) {
         const aio_resource *r = VEC_AT(&c->model->resources, aio_resource, i);
         if (r->kind == AIO_KIND_EXECUTOR && r->waiters.len) {
