@@ -17,16 +17,20 @@ typedef struct aio_layout {
     /* FutureObj */
     int32_t fut_loop, fut_callback0, fut_callbacks, fut_result, fut_exception, fut_source_tb;
     int32_t fut_state; /* int32 enum: 0 pending, 1 cancelled, 2 finished */
+    int32_t fut_cancel_msg, fut_cancelled_exc;
+    int32_t fut_dict; /* its own dict slot (3.11, 3.12); managed from 3.13 */
     int32_t fut_awaited_by, fut_awaited_by_is_set; /* 3.14+ */
     /* TaskObj */
-    int32_t task_fut_waiter, task_coro, task_name, task_num_cancels, task_node;
+    int32_t task_fut_waiter, task_coro, task_name, task_context, task_num_cancels, task_node;
     uint32_t task_size; /* bytes of a TaskObj we read */
     /* _PyThreadStateImpl and PyInterpreterState (running loop, task lists) */
     int32_t ts_running_loop, ts_running_task, ts_tasks_head, is_tasks_head;
     /* _asyncio module state: md_state, then the WeakSet and set of tasks
      * that are not _asyncio.Task instances (3.14+) */
     int32_t mod_state, st_non_asyncio_tasks, st_non_asyncio_eager_tasks;
-    bool from_debug_section; /* checked against the target's .AsyncioDebug */
+    /* 3.11 keeps the running loop in a _RunningLoopHolder in the thread's
+     * dict; 3.12 the loop itself */
+    bool running_loop_holder;
 } aio_layout;
 
 /* Object kinds of the asyncio world, told apart by type. */

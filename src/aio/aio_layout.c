@@ -8,7 +8,8 @@
 
 static const aio_layout aio_layout_311 = {
     .fut_loop = 16, .fut_callback0 = 24, .fut_callbacks = 40, .fut_exception = 48,
-    .fut_result = 64, .fut_source_tb = 72, .fut_state = 88, .fut_awaited_by = PY_NONE,
+    .fut_result = 64, .fut_source_tb = 72, .fut_cancel_msg = 80, .fut_cancelled_exc = 120,
+    .fut_dict = 104, .task_context = 152, .fut_state = 88, .fut_awaited_by = PY_NONE,
     .fut_awaited_by_is_set = PY_NONE, .task_fut_waiter = 128, .task_coro = 136, .task_name = 144,
     .task_num_cancels = 168, .task_node = PY_NONE, .task_size = 176,
     .ts_running_loop = PY_NONE, .ts_running_task = PY_NONE, .ts_tasks_head = PY_NONE,
@@ -18,7 +19,8 @@ static const aio_layout aio_layout_311 = {
 
 static const aio_layout aio_layout_313 = {
     .fut_loop = 16, .fut_callback0 = 24, .fut_callbacks = 40, .fut_exception = 48,
-    .fut_result = 64, .fut_source_tb = 72, .fut_state = 96, .fut_awaited_by = PY_NONE,
+    .fut_result = 64, .fut_source_tb = 72, .fut_cancel_msg = 80, .fut_cancelled_exc = 88,
+    .fut_dict = PY_NONE, .task_context = 136, .fut_state = 96, .fut_awaited_by = PY_NONE,
     .fut_awaited_by_is_set = PY_NONE, .task_fut_waiter = 112, .task_coro = 120, .task_name = 128,
     .task_num_cancels = 104, .task_node = PY_NONE, .task_size = 144,
     /* _PyThreadStateImpl puts the running loop right after PyThreadState,
@@ -30,7 +32,8 @@ static const aio_layout aio_layout_313 = {
 
 static const aio_layout aio_layout_314 = {
     .fut_loop = 16, .fut_callback0 = 24, .fut_callbacks = 40, .fut_exception = 48,
-    .fut_result = 64, .fut_source_tb = 72, .fut_state = 104, .fut_awaited_by = 96,
+    .fut_result = 64, .fut_source_tb = 72, .fut_cancel_msg = 80, .fut_cancelled_exc = 88,
+    .fut_dict = PY_NONE, .task_context = 144, .fut_state = 104, .fut_awaited_by = 96,
     .fut_awaited_by_is_set = 109, .task_fut_waiter = 120, .task_coro = 128, .task_name = 136,
     .task_num_cancels = 112, .task_node = 152, .task_size = 168,
     .ts_running_loop = 864, .ts_running_task = 872, .ts_tasks_head = 880,
@@ -95,13 +98,13 @@ static err_t aio_layout_from_section(aio_ctx *c) {
     A->ts_running_loop = (int32_t)v[AD_TSTATE_RUNNING_LOOP];
     A->ts_running_task = (int32_t)v[AD_TSTATE_RUNNING_TASK];
     A->ts_tasks_head = (int32_t)v[AD_TSTATE_TASKS_HEAD];
-    A->from_debug_section = true;
     return ERR_OK;
 }
 
 err_t aio_layout_init(aio_ctx *c) {
     int minor = c->t->L.minor;
     c->A = minor <= 12 ? aio_layout_311 : minor == 13 ? aio_layout_313 : aio_layout_314;
+    c->A.running_loop_holder = minor == 11;
     if (minor == 13) {
         c->A.ts_running_loop = (int32_t)c->t->L.ts_size;
     }

@@ -47,7 +47,7 @@ static uint64_t aio_thread_loop(aio_ctx *c, const aio_thread *th) {
         py_dict_get_str(t, dict, AIO_RUNNING_LOOP_KEY, &v) != ERR_OK || !v) {
         return 0;
     }
-    if (t->L.minor == 11 && mem_read_u64(t->m, v + AIO_HOLDER_LOOP, &v) != ERR_OK) {
+    if (c->A.running_loop_holder && mem_read_u64(t->m, v + AIO_HOLDER_LOOP, &v) != ERR_OK) {
         return 0;
     }
     return v == t->types.none ? 0 : v;

@@ -21,10 +21,6 @@
 #define AIO_FUTUREITER_FUTURE 16
 #define AIO_STEPWRAPPER_TASK 16
 #define AIO_STEPWRAPPER_ARG 24
-/* 3.11/3.12 FutureObj keep an instance dict and the cancelled error in
- * fields of their own (3.13 moved the dict to the managed pre-header). */
-#define AIO_FUT_DICT_312 104
-#define AIO_FUT_CANCELLED_EXC_312 120
 
 /* Per-object state. */
 #define AIO_R_ROOT 1u     /* referenced from outside the tracked set */
@@ -157,9 +153,6 @@ static err_t aio_reach_fields(py_target *t, uint64_t obj, const int32_t *offs, s
 static err_t aio_reach_future_refs(aio_reach *r, uint64_t obj, uint64_t type, bool task, vec *out) {
     py_target *t = r->c->t;
     const aio_layout *A = &r->c->A;
-    int minor = t->L.minor;
-    bool own_dict = minor <= 12;
-    int32_t cancel_msg = A->fut_source_tb + 8;
     int32_t offs[] = {
         A->fut_loop,
         A->fut_callback0,
@@ -169,21 +162,21 @@ static err_t aio_reach_future_refs(aio_reach *r, uint64_t obj, uint64_t type, bo
         A->fut_exception,
         A->fut_exception + 8, /* fut_exception_tb */
         A->fut_source_tb,
-        cancel_msg,
-        own_dict ? AIO_FUT_CANCELLED_EXC_312 : cancel_msg + 8,
+        A->fut_cancel_msg,
+        A->fut_cancelled_exc,
         A->fut_awaited_by,
-        own_dict ? AIO_FUT_DICT_312 : PY_NONE,
-        task ? A->task_name + 8 : PY_NONE, /* task_context */
+        A->fut_dict,
+        task ? A->task_context : PY_NONE,
         task ? A->task_coro : PY_NONE,
         task ? A->task_name : PY_NONE,
         task ? A->task_fut_waiter : PY_NONE,
     };
     /* 3.12 made the _asyncio types heap types, whose instances visit them. */
-    err_t e = minor >= 12 ? aio_reach_push(out, type) : ERR_OK;
+    err_t e = t->L.heap_c_types ? aio_reach_push(out, type) : ERR_OK;
     if (e == ERR_OK) {
         e = aio_reach_fields(t, obj, offs, ARRAY_LEN(offs), out);
     }
-    if (e == ERR_OK && !own_dict) {
+    if (e == ERR_OK && A->fut_dict == PY_NONE) {
         e = py_managed_dict_refs(&r->w, obj, type, out);
     }
     return e;
@@ -204,7 +197,7 @@ static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *leg
     *complete = true;
     static const int32_t iter[] = {AIO_FUTUREITER_FUTURE};
     static const int32_t wrapper[] = {AIO_STEPWRAPPER_TASK, AIO_STEPWRAPPER_ARG};
-    bool heap_types = t->L.minor >= 12;
+    bool heap_types = t->L.heap_c_types;
     switch (aio_reach_kind(r, rest)) {
     case AIO_RK_TASK:
         return aio_reach_future_refs(r, obj, type, true, &r->scratch);

@@ -87,6 +87,12 @@ typedef struct py_layout {
     py_managed_kind managed;
     /* generators and coroutines */
     int32_t gen_frame_state, gen_iframe;
+    int32_t gen_name, gen_exc_state, gen_code; /* gen_code: 3.11 only */
+    /* what tp_traverse visits that differs by version */
+    int32_t fr_frame_obj;    /* the frame's PyFrameObject */
+    int32_t func_fields_end; /* past a function's last object field */
+    bool refcnt_split;       /* 3.12+: immortal when the low 32 bits are negative */
+    bool heap_c_types;       /* 3.12+: deque, _asyncio types are heap types instances visit */
     int8_t gs_created, gs_suspended, gs_suspended_yf, gs_suspended_yf_locked, gs_executing;
     int8_t gs_cleared; /* states at or past this one: the frame is gone */
     /* 3.11/3.12 tell an await from a plain yield by the RESUME after prev_instr */

@@ -289,8 +289,8 @@ err_t py_refcount(py_target *t, uint64_t obj, uint64_t *count, bool *immortal) {
     if (mem_read_u64(t->m, obj + (uint64_t)t->L.ob_refcnt, &v) != ERR_OK) {
         return ERR_READ;
     }
-    /* 3.12+: immortal when the low 32 bits, as int32, are negative. */
-    *immortal = t->L.minor >= 12 && (int32_t)(uint32_t)v < 0;
-    *count = t->L.minor >= 14 ? (uint32_t)v : v;
+    int64_t n = 0;
+    *immortal = !py_refcount_word(t, v, &n);
+    *count = (uint64_t)n;
     return ERR_OK;
 }

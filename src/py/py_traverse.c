@@ -45,8 +45,9 @@
 #define PY_VALUES_VALID 3
 /* Offsets of the builtin objects traversed here (headers of 3.11-3.15,
  * identical unless split by version). */
-#define PY_FUNC_FIELDS_END 120 /* globals 16 .. annotations 112 */
-#define PY_FUNC_FIELDS_MAX 136 /* + typeparams (3.12+), annotate (3.14+) */
+/* Bytes of a function object read: past its last object field in any
+ * version (annotations; typeparams from 3.12, annotate from 3.14). */
+#define PY_FUNC_FIELDS_MAX 136
 #define PY_FUNC_WEAKREFLIST 96 /* not a reference */
 #define PY_CFUNC_SELF 24
 #define PY_CFUNC_MODULE 32
@@ -104,7 +105,7 @@ typedef struct py_plan {
 } py_plan;
 
 bool py_refcount_word(const py_target *t, uint64_t word, int64_t *count) {
-    if (t->L.minor == 11) {
+    if (!t->L.refcnt_split) {
         *count = (int64_t)word;
         return true;
     }
@@ -349,7 +350,8 @@ static err_t py_plan_make(py_walker *w, uint64_t type, py_plan *p) {
     p->legacy = h.del != 0;
     p->flags = h.flags;
     p->basicsize = h.basicsize;
-    if (t->L.minor <= 12 && (h.flags & PY_TPFLAGS_MANAGED_DICT) &&
+    /* Values arrays before 3.13 take their keys from the type. */
+    if (t->L.managed != PY_MANAGED_INLINE && (h.flags & PY_TPFLAGS_MANAGED_DICT) &&
         (h.flags & PY_TPFLAGS_HEAPTYPE)) {
         mem_read_u64(t->m, type + (uint64_t)t->L.ht_cached_keys, &p->cached_keys);
     }
@@ -542,8 +544,7 @@ static err_t py_iframe_refs(py_target *t, uint64_t frame, bool executing, bool a
     if (L->fr_size > sizeof b || (frame & 7) || mem_read(t->m, frame, L->fr_size, b) != ERR_OK) {
         return ERR_READ;
     }
-    size_t frame_obj = L->minor == 11 ? 40 : 48;
-    err_t e = py_push(out, rd_u64(b, frame_obj));
+    err_t e = py_push(out, rd_u64(b, (size_t)L->fr_frame_obj));
     if (e == ERR_OK) {
         e = py_push(out, rd_u64(b, (size_t)L->fr_locals));
     }
@@ -618,17 +619,16 @@ static err_t py_gen_refs(py_target *t, uint64_t obj, vec *out) {
     if (mem_read(t->m, obj, sizeof b, b) != ERR_OK) {
         return ERR_READ;
     }
-    bool v311 = L->minor == 11;
-    size_t name = v311 ? 32 : 24, exc = v311 ? 48 : 40;
+    size_t name = (size_t)L->gen_name;
     err_t e = py_push(out, rd_u64(b, name));
     if (e == ERR_OK) {
-        e = py_push(out, rd_u64(b, name + 8));
+        e = py_push(out, rd_u64(b, name + 8)); /* qualname */
     }
-    if (e == ERR_OK && v311) {
-        e = py_push(out, rd_u64(b, 16)); /* gi_code */
+    if (e == ERR_OK && L->gen_code != PY_NONE) {
+        e = py_push(out, rd_u64(b, (size_t)L->gen_code));
     }
     if (e == ERR_OK) {
-        e = py_push(out, rd_u64(b, exc));
+        e = py_push(out, rd_u64(b, (size_t)L->gen_exc_state));
     }
     if (e != ERR_OK || (size_t)L->gen_frame_state >= sizeof b) {
         return e;
@@ -680,7 +680,7 @@ static err_t py_kind_refs(py_walker *w, py_tkind kind, uint64_t obj, uint64_t ty
     py_target *t = w->t;
     const py_layout *L = &t->L;
     uint8_t b[PY_FUNC_FIELDS_MAX];
-    size_t func_end = PY_FUNC_FIELDS_END + (L->minor >= 12 ? 8 : 0) + (L->minor >= 14 ? 8 : 0);
+    size_t func_end = (size_t)L->func_fields_end;
     switch (kind) {
     case PY_TK_UNKNOWN:
     case PY_TK_LEAF:
@@ -696,7 +696,7 @@ static err_t py_kind_refs(py_walker *w, py_tkind kind, uint64_t obj, uint64_t ty
         return py_set_items(t, obj, out);
     case PY_TK_DEQUE: {
         /* 3.12 made deque a heap type, whose instances visit it. */
-        err_t e = L->minor >= 12 ? py_push(out, type) : ERR_OK;
+        err_t e = L->heap_c_types ? py_push(out, type) : ERR_OK;
         return e == ERR_OK ? py_deque_items(t, obj, out) : e;
     }
     case PY_TK_CELL:
@@ -716,7 +716,7 @@ static err_t py_kind_refs(py_walker *w, py_tkind kind, uint64_t obj, uint64_t ty
         return e == ERR_OK ? py_read_field(t, obj, PY_CFUNC_MODULE, out) : e;
     }
     case PY_TK_FUNCTION:
-        if (mem_read(t->m, obj, func_end, b) != ERR_OK) {
+        if (func_end > sizeof b || mem_read(t->m, obj, func_end, b) != ERR_OK) {
             return ERR_READ;
         }
         return py_push_fields(out, b, 16, func_end, PY_FUNC_WEAKREFLIST);

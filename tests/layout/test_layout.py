@@ -33,6 +33,8 @@ SKIPPED_FIELDS = {
     "stackref_tagged": "snarl's flag: frame slots are _PyStackRef (3.14+)",
     "long_lvtag": "snarl's flag: ints carry lv_tag (3.12+)",
     "managed": "snarl's enum of managed-dict schemes",
+    "refcnt_split": "snarl's flag: immortal objects, the count in the low 32 bits (3.12+)",
+    "heap_c_types": "snarl's flag: deque and the _asyncio types are heap types (3.12+)",
     "deque_left": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
     "deque_right": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
     "deque_leftindex": "dequeobject is private to Modules/_collectionsmodule.c, in no header",
@@ -180,6 +182,12 @@ def builtin_expressions(minor):
         # generators and coroutines
         "gen_frame_state": "offsetof(PyGenObject, gi_frame_state)",
         "gen_iframe": "offsetof(PyGenObject, gi_iframe)",
+        "gen_name": "offsetof(PyGenObject, gi_name)",
+        "gen_exc_state": "offsetof(PyGenObject, gi_exc_state)",
+        "gen_code": "offsetof(PyGenObject, gi_code)" if minor == 11 else None,
+        "fr_frame_obj": "offsetof(_PyInterpreterFrame, frame_obj)",
+        # Past the last object field tp_traverse visits: vectorcall follows it.
+        "func_fields_end": "offsetof(PyFunctionObject, vectorcall)",
         # gi_frame_state values (enum _framestate, pycore_frame.h). One state
         # covers yield and yield from before 3.13, and the locked yield-from
         # state is 3.15's: before, each repeats the state it splits from.
