@@ -109,20 +109,6 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
     return r;
 }
 
-static err_t aio_push_id(vec *v, uint64_t id) {
-    for (size_t i = 0; i < v->len; i++) {
-        if (*VEC_AT(v, uint64_t, i) == id) {
-            return ERR_OK;
-        }
-    }
-    uint64_t *slot = vec_push(v);
-    if (!slot) {
-        return ERR_NOMEM;
-    }
-    *slot = id;
-    return ERR_OK;
-}
-
 /* Callback functions registered on a future (C: callback0 + a list of
  * (callback, context) tuples; Python: _callbacks). */
 static void aio_future_callbacks(aio_ctx *c, uint64_t fut, vec *out) {
@@ -131,7 +117,7 @@ static void aio_future_callbacks(aio_ctx *c, uint64_t fut, vec *out) {
     if (aio_object_kind(c, fut) == AIO_OBJ_C_FUTURE || aio_object_kind(c, fut) == AIO_OBJ_C_TASK) {
         uint64_t cb0;
         if (mem_read_u64(t->m, fut + (uint64_t)c->A.fut_callback0, &cb0) == ERR_OK && cb0) {
-            aio_push_id(out, cb0);
+            u64vec_add_unique(out, cb0);
         }
         mem_read_u64(t->m, fut + (uint64_t)c->A.fut_callbacks, &list);
     } else {
@@ -147,7 +133,7 @@ static void aio_future_callbacks(aio_ctx *c, uint64_t fut, vec *out) {
         for (size_t i = 0; i < pairs.len && i < AIO_CALLBACKS_MAX; i++) {
             pair.len = 0;
             if (py_tuple_items(t, *VEC_AT(&pairs, uint64_t, i), &pair) == ERR_OK && pair.len) {
-                aio_push_id(out, *VEC_AT(&pair, uint64_t, 0));
+                u64vec_add_unique(out, *VEC_AT(&pair, uint64_t, 0));
             }
         }
     }
@@ -287,7 +273,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     if (py_type_of(t, id, &type) == ERR_OK) {
         py_type_name(t, type, task->waits_type, sizeof task->waits_type);
     }
-    if (aio_push_id(&task->awaits, id) != ERR_OK) {
+    if (!u64vec_add_unique(&task->awaits, id)) {
         return ERR_NOMEM;
     }
     if (kind == AIO_KIND_TASK) {
@@ -315,7 +301,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
             uint64_t inner;
             if (f->function && strcmp(f->function, "wait_for") == 0 &&
                 py_frame_slot(t, f->addr, 0, &inner) == ERR_OK && aio_is_task(c, inner)) {
-                return aio_push_id(&r->members, inner);
+                return u64vec_add_unique(&r->members, inner) ? ERR_OK : ERR_NOMEM;
             }
         }
     }

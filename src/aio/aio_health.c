@@ -231,30 +231,9 @@ static err_t aio_scan_task_refs(aio_ctx *c, aio_refs *refs, u64set *cells, const
     return ERR_OK;
 }
 
-static bool aio_vec_has(const vec *v, uint64_t id) {
-    for (size_t i = 0; i < v->len; i++) {
-        if (*VEC_AT(v, uint64_t, i) == id) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static bool aio_wakeable_kind(aio_kind k) {
     return k == AIO_KIND_EVENT || k == AIO_KIND_CONDITION || k == AIO_KIND_QUEUE ||
            k == AIO_KIND_BARRIER || k == AIO_KIND_FUTURE;
-}
-
-static err_t aio_push_unique(vec *v, uint64_t id) {
-    if (aio_vec_has(v, id)) {
-        return ERR_OK;
-    }
-    uint64_t *slot = vec_push(v);
-    if (!slot) {
-        return ERR_NOMEM;
-    }
-    *slot = id;
-    return ERR_OK;
 }
 
 static bool aio_locked(aio_ctx *c, const aio_resource *r) {
@@ -294,14 +273,14 @@ static err_t aio_resolvers(aio_ctx *c) {
         uint64_t idx;
         u64map_get(&c->resource_index, id, &idx);
         aio_resource *r = VEC_AT(&m->resources, aio_resource, idx);
-        if (aio_vec_has(&r->waiters, task)) {
+        if (u64vec_has(&r->waiters, task)) {
             continue; /* a task waiting on it cannot be the one to wake it */
         }
         if (aio_wakeable_kind(r->kind)) {
-            e = aio_push_unique(&r->resolvers, task);
+            e = u64vec_add_unique(&r->resolvers, task) ? ERR_OK : ERR_NOMEM;
         } else if ((r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) &&
                    r->holders.len == 0) {
-            e = aio_push_unique(&r->possible_holders, task);
+            e = u64vec_add_unique(&r->possible_holders, task) ? ERR_OK : ERR_NOMEM;
         }
     }
     for (size_t i = 0; i < m->resources.len && e == ERR_OK; i++) {

@@ -309,26 +309,7 @@ static err_t aio_add_awaited_by(aio_ctx *c, uint64_t child, uint64_t parent) {
         return ERR_OK; /* not a task we found (e.g. done and unregistered) */
     }
     vec *v = &VEC_AT(&c->model->tasks, aio_task, idx)->awaited_by;
-    for (size_t i = 0; i < v->len; i++) {
-        if (*VEC_AT(v, uint64_t, i) == parent) {
-            return ERR_OK;
-        }
-    }
-    uint64_t *slot = vec_push(v);
-    if (!slot) {
-        return ERR_NOMEM;
-    }
-    *slot = parent;
-    return ERR_OK;
-}
-
-static bool aio_has(const vec *v, uint64_t id) {
-    for (size_t i = 0; i < v->len; i++) {
-        if (*VEC_AT(v, uint64_t, i) == id) {
-            return true;
-        }
-    }
-    return false;
+    return u64vec_add_unique(v, parent) ? ERR_OK : ERR_NOMEM;
 }
 
 /* 3.14+ record awaiters themselves (fut_awaited_by) for task->task awaits,
@@ -345,17 +326,15 @@ static err_t aio_merge_interp_awaiters(aio_ctx *c) {
         }
         for (size_t k = 0; k < task->awaited_by_interp.len; k++) {
             uint64_t by = *VEC_AT(&task->awaited_by_interp, uint64_t, k);
-            if (!aio_has(&task->awaited_by, by)) {
-                uint64_t *slot = vec_push(&task->awaited_by);
-                if (!slot) {
+            if (!u64vec_has(&task->awaited_by, by)) {
+                if (!u64vec_push(&task->awaited_by, by)) {
                     return ERR_NOMEM;
                 }
-                *slot = by;
                 only_interp++;
             }
         }
         for (size_t k = 0; k < task->awaited_by.len; k++) {
-            if (!aio_has(&task->awaited_by_interp, *VEC_AT(&task->awaited_by, uint64_t, k))) {
+            if (!u64vec_has(&task->awaited_by_interp, *VEC_AT(&task->awaited_by, uint64_t, k))) {
                 only_ours++;
             }
         }

@@ -277,12 +277,12 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
         if (A->fut_awaited_by != PY_NONE) {
             uint64_t by = rd_u64(b, (size_t)A->fut_awaited_by);
             if (by && rd_u8(b, (size_t)A->fut_awaited_by_is_set)) {
-                py_set_items(t, by, &task->awaited_by_interp);
-            } else if (by) {
-                uint64_t *slot = vec_push(&task->awaited_by_interp);
-                if (slot) {
-                    *slot = by;
+                if (py_set_items(t, by, &task->awaited_by_interp) != ERR_OK) {
+                    aio_warn(c->model, "the interpreter's awaited-by record of task 0x%llx is "
+                                       "unreadable", (unsigned long long)addr);
                 }
+            } else if (by && !u64vec_push(&task->awaited_by_interp, by)) {
+                return ERR_NOMEM;
             }
         }
     } else {

@@ -306,15 +306,6 @@ static ana_diagnosis *ana_new(ana_ctx *c, ana_kind kind, uint64_t loop) {
     return d;
 }
 
-static err_t ana_push(vec *v, uint64_t id) {
-    uint64_t *slot = vec_push(v);
-    if (!slot) {
-        return ERR_NOMEM;
-    }
-    *slot = id;
-    return ERR_OK;
-}
-
 static err_t ana_finish(ana_diagnosis *d, sbuf *b) {
     if (b->oom) {
         sbuf_free(b);
@@ -408,10 +399,10 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     /* Nodes come off the stack in reverse discovery order: list them the
      * way the edges run. */
     for (size_t i = n; i-- > 0;) {
-        err_t e = nodes[i] < g->ntasks ? ana_push(&d->tasks, ana_task(g, nodes[i])->id)
-                                       : ana_push(&d->resources, ana_res(g, nodes[i])->id);
-        if (e != ERR_OK) {
-            return e;
+        bool ok = nodes[i] < g->ntasks ? u64vec_push(&d->tasks, ana_task(g, nodes[i])->id)
+                                       : u64vec_push(&d->resources, ana_res(g, nodes[i])->id);
+        if (!ok) {
+            return ERR_NOMEM;
         }
     }
     sbuf b;
@@ -490,7 +481,7 @@ static err_t ana_reacquire(ana_ctx *c) {
             continue;
         }
         ana_diagnosis *d = ana_new(c, ANA_LOCK_REACQUIRE, 0);
-        if (!d || ana_push(&d->tasks, t->id) != ERR_OK || ana_push(&d->resources, r->id) != ERR_OK) {
+        if (!d || !u64vec_push(&d->tasks, t->id) || !u64vec_push(&d->resources, r->id)) {
             return ERR_NOMEM;
         }
         const aio_site *site = VEC_AT(&r->holder_sites, aio_site, 0);
@@ -535,7 +526,7 @@ static err_t ana_loops(ana_ctx *c) {
             for (size_t k = 0; k < m->tasks.len; k++) {
                 const aio_task *t = VEC_AT(&m->tasks, aio_task, k);
                 if (t->running_thread && t->running_thread == l->thread &&
-                    ana_push(&d->tasks, t->id) != ERR_OK) {
+                    !u64vec_push(&d->tasks, t->id)) {
                     return ERR_NOMEM;
                 }
             }
@@ -552,8 +543,8 @@ static err_t ana_loops(ana_ctx *c) {
         }
         if (l->doing == AIO_DOING_THREAD_WAIT && l->self_wait_future) {
             if (!(d = ana_new(c, ANA_LOOP_SELF_WAIT, l->id)) ||
-                (rt && ana_push(&d->tasks, rt->id) != ERR_OK) ||
-                ana_push(&d->resources, l->self_wait_future) != ERR_OK) {
+                (rt && !u64vec_push(&d->tasks, rt->id)) ||
+                !u64vec_push(&d->resources, l->self_wait_future)) {
                 return ERR_NOMEM;
             }
             sbuf_printf(&b,
@@ -564,7 +555,7 @@ static err_t ana_loops(ana_ctx *c) {
         } else if (l->doing == AIO_DOING_TASK || l->doing == AIO_DOING_CALLBACK ||
                    l->doing == AIO_DOING_THREAD_WAIT) {
             if (!(d = ana_new(c, ANA_LOOP_BLOCKED, l->id)) ||
-                (rt && ana_push(&d->tasks, rt->id) != ERR_OK)) {
+                (rt && !u64vec_push(&d->tasks, rt->id))) {
                 return ERR_NOMEM;
             }
             sbuf_printf(&b, "The loop thread %lld is ", (long long)l->thread);
@@ -595,7 +586,7 @@ static err_t ana_loops(ana_ctx *c) {
             for (size_t k = 0; k < m->tasks.len; k++) {
                 const aio_task *t = VEC_AT(&m->tasks, aio_task, k);
                 if (t->loop == l->id && t->state == AIO_STATE_PENDING &&
-                    ana_push(&d->tasks, t->id) != ERR_OK) {
+                    !u64vec_push(&d->tasks, t->id)) {
                     return ERR_NOMEM;
                 }
             }
@@ -623,7 +614,7 @@ static err_t ana_weak(ana_ctx *c) {
             continue;
         }
         ana_diagnosis *d = ana_new(c, ANA_WEAK_PENDING, t->loop);
-        if (!d || ana_push(&d->tasks, t->id) != ERR_OK) {
+        if (!d || !u64vec_push(&d->tasks, t->id)) {
             return ERR_NOMEM;
         }
         sbuf b;

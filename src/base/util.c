@@ -152,6 +152,27 @@ void *vec_push(vec *v) {
     return e;
 }
 
+bool u64vec_push(vec *v, uint64_t x) {
+    uint64_t *slot = vec_push(v);
+    if (slot) {
+        *slot = x;
+    }
+    return slot != NULL;
+}
+
+bool u64vec_has(const vec *v, uint64_t x) {
+    for (size_t i = 0; i < v->len; i++) {
+        if (((const uint64_t *)v->data)[i] == x) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool u64vec_add_unique(vec *v, uint64_t x) {
+    return u64vec_has(v, x) || u64vec_push(v, x);
+}
+
 void u64set_init(u64set *s) {
     memset(s, 0, sizeof *s);
 }

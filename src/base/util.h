@@ -53,6 +53,12 @@ void vec_free(vec *v);
 void *vec_push(vec *v);
 #define VEC_AT(v, type, i) (&((type *)(v)->data)[i])
 
+/* Vectors of uint64_t ids (tasks, resources); false on allocation failure. */
+bool u64vec_push(vec *v, uint64_t x);
+bool u64vec_has(const vec *v, uint64_t x);
+/* Appends x unless present: a linear search, for short lists. */
+bool u64vec_add_unique(vec *v, uint64_t x);
+
 /* Open-addressing set of non-zero 64-bit keys (addresses). */
 typedef struct u64set {
     uint64_t *keys;

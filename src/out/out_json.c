@@ -204,20 +204,11 @@ static void out_json_resource(out_writer *w, const aio_resource *r) {
     out_puts(w, "}");
 }
 
-static bool out_has_id(const vec *ids, uint64_t id) {
-    for (size_t i = 0; i < ids->len; i++) {
-        if (*VEC_AT(ids, uint64_t, i) == id) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* A resource the task waits on, awaits, or stands among the waiters or
  * members of. */
 static bool out_touches(const aio_task *t, const aio_resource *r) {
-    return r->id == t->waits_on || out_has_id(&t->awaits, r->id) ||
-           out_has_id(&r->waiters, t->id) || out_has_id(&r->members, t->id);
+    return r->id == t->waits_on || u64vec_has(&t->awaits, r->id) ||
+           u64vec_has(&r->waiters, t->id) || u64vec_has(&r->members, t->id);
 }
 
 void out_document_json(out_writer *w, const aio_model *m, const aio_task *only,
