@@ -143,8 +143,6 @@ typedef struct aio_loop {
     char type[64];
     int64_t thread;       /* native id of the thread running it, 0 if none */
     uint64_t running_task;
-    bool has_time;
-    double time;          /* the loop's clock now (live targets) */
     /* Health: what could still wake it. */
     bool health_known;    /* an asyncio loop whose internals were read */
     size_t ready;         /* handles in _ready */
@@ -180,6 +178,9 @@ typedef struct aio_model {
     /* Function and file names, once per code object: a million tasks share
      * a handful of coroutines. */
     u64map name_index; /* code address -> index in names */
+    /* task id -> index in tasks, kept from the build for aio_find_task;
+     * empty in a model built by hand (the lookup then scans). */
+    u64map task_index;
     vec names;         /* aio_name */
 } aio_model;
 
@@ -206,8 +207,8 @@ typedef struct aio_options {
 err_t aio_build(py_target *t, const aio_options *opt, aio_model *model);
 void aio_model_free(aio_model *model);
 err_t aio_warn(aio_model *model, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Lookups over a built model; NULL when absent. */
+/* Lookup over a built model; NULL when absent. */
 const aio_task *aio_find_task(const aio_model *m, uint64_t id);
-const aio_resource *aio_find_resource(const aio_model *m, uint64_t id);
+
 
 #endif

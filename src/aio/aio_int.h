@@ -61,7 +61,6 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind);
 err_t aio_layout_init(aio_ctx *c);
 aio_objkind aio_object_kind(aio_ctx *c, uint64_t obj);
 bool aio_is_task(aio_ctx *c, uint64_t obj);
-bool aio_is_future(aio_ctx *c, uint64_t obj);
 
 err_t aio_build_threads(py_target *t, aio_model *model);
 err_t aio_find_tasks(aio_ctx *c);
@@ -83,8 +82,7 @@ err_t aio_reach_each_refs(aio_ctx *c, const uint64_t *objs, size_t n, aio_refs_c
 /* Holders, resolvers, loop health (aio_health.c). */
 err_t aio_read_health(aio_ctx *c);
 
-/* Frame helpers shared with the thread walk. */
-err_t aio_frame_from_py(const py_frame *f, aio_frame *out);
+/* Frees what a frame owns (its locals). */
 void aio_frame_free(aio_frame *f);
 
 #endif

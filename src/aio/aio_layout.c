@@ -180,8 +180,3 @@ bool aio_is_task(aio_ctx *c, uint64_t obj) {
     aio_objkind k = aio_object_kind(c, obj);
     return k == AIO_OBJ_C_TASK || k == AIO_OBJ_PY_TASK;
 }
-
-bool aio_is_future(aio_ctx *c, uint64_t obj) {
-    aio_objkind k = aio_object_kind(c, obj);
-    return k == AIO_OBJ_C_FUTURE || k == AIO_OBJ_PY_FUTURE;
-}

@@ -271,29 +271,35 @@ err_t aio_read_loops(aio_ctx *c) {
     }
     /* Tasks whose coroutine runs on some thread without being its loop's
      * current task: the outer task of a nested loop run, a task stepped by
-     * hand. */
-    for (size_t i = 0; i < m->tasks.len; i++) {
-        aio_task *task = VEC_AT(&m->tasks, aio_task, i);
-        if (task->running_thread || task->state != AIO_STATE_PENDING || !task->frames.len ||
-            task->waits_kind != AIO_KIND_NONE) {
-            continue;
-        }
-        uint64_t outer = VEC_AT(&task->frames, aio_frame, task->frames.len - 1)->addr;
-        for (size_t k = 0; k < m->threads.len; k++) {
-            aio_thread *th = VEC_AT(&m->threads, aio_thread, k);
-            bool on = false;
-            for (size_t f = 0; f < th->frames.len && !on; f++) {
-                on = VEC_AT(&th->frames, aio_frame, f)->addr == outer;
-            }
-            if (on) {
-                err_t e = aio_splice_running(c, th, task);
-                if (e != ERR_OK) {
-                    return e;
-                }
-                break;
+     * hand. Thread frames by address, once. */
+    u64map on_stack;
+    u64map_init(&on_stack);
+    for (size_t k = 0; k < m->threads.len; k++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, k);
+        for (size_t f = 0; f < th->frames.len; f++) {
+            uint64_t a = VEC_AT(&th->frames, aio_frame, f)->addr;
+            if (a && !u64map_put(&on_stack, a, k)) {
+                u64map_free(&on_stack);
+                return ERR_NOMEM;
             }
         }
     }
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        uint64_t k;
+        if (task->running_thread || task->state != AIO_STATE_PENDING || !task->frames.len ||
+            task->waits_kind != AIO_KIND_NONE ||
+            !u64map_get(&on_stack, VEC_AT(&task->frames, aio_frame, task->frames.len - 1)->addr,
+                        &k)) {
+            continue;
+        }
+        err_t e = aio_splice_running(c, VEC_AT(&m->threads, aio_thread, k), task);
+        if (e != ERR_OK) {
+            u64map_free(&on_stack);
+            return e;
+        }
+    }
+    u64map_free(&on_stack);
     for (size_t i = 0; i < m->loops.len; i++) {
         err_t e = aio_timers(c, VEC_AT(&m->loops, aio_loop, i));
         if (e != ERR_OK) {

@@ -36,20 +36,14 @@ const char *aio_state_name(aio_state s) {
 }
 
 const aio_task *aio_find_task(const aio_model *m, uint64_t id) {
+    uint64_t idx;
+    if (m->task_index.count) {
+        return u64map_get(&m->task_index, id, &idx) ? VEC_AT(&m->tasks, aio_task, idx) : NULL;
+    }
     for (size_t i = 0; i < m->tasks.len; i++) {
         const aio_task *t = VEC_AT(&m->tasks, aio_task, i);
         if (t->id == id) {
             return t;
-        }
-    }
-    return NULL;
-}
-
-const aio_resource *aio_find_resource(const aio_model *m, uint64_t id) {
-    for (size_t i = 0; i < m->resources.len; i++) {
-        const aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
-        if (r->id == id) {
-            return r;
         }
     }
     return NULL;
@@ -125,6 +119,9 @@ static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *mo
     if (model->tasks_truncated) {
         aio_warn(model, "a task registry is damaged or too long; some tasks may be missing");
     }
+    /* The task index outlives the build: the views look tasks up by id. */
+    model->task_index = c.task_index;
+    u64map_init(&c.task_index);
     aio_ctx_free(&c);
     return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;
 }
@@ -213,5 +210,6 @@ void aio_model_free(aio_model *model) {
     }
     vec_free(&model->names);
     u64map_free(&model->name_index);
+    u64map_free(&model->task_index);
     util_free(model->target.executable);
 }

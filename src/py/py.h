@@ -335,9 +335,6 @@ err_t py_refs(py_walker *w, uint64_t obj, uint64_t type, vec *out, uint64_t *res
 /* The managed dict or inline values of obj (PyObject_VisitManagedDict and
  * its 3.11/3.12 forms), for C types whose own traverse visits them. */
 err_t py_managed_dict_refs(py_walker *w, uint64_t obj, uint64_t type, vec *out);
-/* What _PyFrame_Traverse visits of an interpreter frame; the value stack is
- * left out when the frame is executing (its stack top is stale then). */
-err_t py_frame_refs(py_walker *w, uint64_t frame, bool executing, vec *out);
 /* Every object slot of a thread's frame (locals and the deepest the value
  * stack can be), for roots: more than the frame holds is harmless there. */
 err_t py_frame_all_slots(py_walker *w, uint64_t frame, vec *out);

@@ -603,10 +603,6 @@ static err_t py_iframe_refs(py_target *t, uint64_t frame, bool executing, bool a
     return ERR_OK;
 }
 
-err_t py_frame_refs(py_walker *w, uint64_t frame, bool executing, vec *out) {
-    return py_iframe_refs(w->t, frame, executing, false, out);
-}
-
 err_t py_frame_all_slots(py_walker *w, uint64_t frame, vec *out) {
     return py_iframe_refs(w->t, frame, false, true, out);
 }
