@@ -101,7 +101,9 @@ static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *mo
         e = aio_find_tasks(&c);
     }
     if (e == ERR_OK) {
-        qsort(model->tasks.data, model->tasks.len, sizeof(aio_task), aio_task_cmp);
+        if (model->tasks.len > 1) { /* qsort wants a non-NULL array even for none */
+            qsort(model->tasks.data, model->tasks.len, sizeof(aio_task), aio_task_cmp);
+        }
         e = aio_index_tasks(&c);
     }
     if (e == ERR_OK) {
