@@ -11,6 +11,12 @@ PACKAGES=(
 	lldb-16 python3-lldb-16                    # lldb front end (lldb-14's module is broken)
 	debootstrap                                # the 3.13-3.15 interpreters' chroot
 	python3.11 python3.11-dev                  # Debian's 3.11 and its headers
+	gdbserver                                  # the gdb front end's remote test
+	libzstd-dev liblzma-dev liblz4-dev         # systemd-coredump's compressed cores
+	zstd xz-utils lz4                          # ... and making them in tests
+	graphviz                                   # graph --format svg
+	python3-pytest-timeout                     # the pytest plugin's timeout test
+	clang-14 libclang-rt-14-dev                # libFuzzer, ASan, UBSan
 )
 
 if [[ $(id -u) -ne 0 ]]; then
