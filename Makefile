@@ -1,5 +1,6 @@
 # snarl: `make` builds build/snarl; `make check` runs every test;
 # `make asan` builds and runs the unit tests under ASan+UBSan;
+# `make fuzz` and `make faults` fuzz and fault-inject (tests/fuzz/README.md);
 # `make install PREFIX=...` installs the CLI.
 
 PREFIX ?= /usr/local
@@ -13,22 +14,28 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DSNARL_BUILDING -fvisibility=hidden -fPIC \
               $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS := -lelf
+# libelf reads ELF files; zstd, lzma and lz4 unpack systemd-coredump's cores.
+LDLIBS := -lelf -lzstd -llzma -llz4
 
 ENGINE_SRC := $(wildcard src/base/*.c src/mem/*.c src/sym/*.c src/py/*.c src/aio/*.c \
                          src/ana/*.c src/out/*.c) src/engine.c
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 PROBE_SRC := $(wildcard tests/probe/*.c)
+# Replayable memory images (tests/fuzz/): the recorder, the fault-injection
+# tool and the fuzz targets share the loader.
+FZ_OBJ := $(BUILD)/obj/tests/fuzz/fz_image.o
 
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 PROBE_OBJ := $(PROBE_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all clean check unit e2e asan install format provision bench
+.PHONY: all clean check unit e2e asan install format provision bench fuzz fuzz-build fuzz-ci \
+        fuzz-regress faults
 
-all: $(BUILD)/snarl $(BUILD)/snarl-unit $(BUILD)/snarl-probe
+all: $(BUILD)/snarl $(BUILD)/snarl-unit $(BUILD)/snarl-probe $(BUILD)/snarl-record \
+     $(BUILD)/snarl-faults
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -48,26 +55,114 @@ $(BUILD)/snarl-unit: $(UNIT_OBJ) $(BUILD)/libsnarl.a
 $(BUILD)/snarl-probe: $(PROBE_OBJ) $(BUILD)/libsnarl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 
+# Test tools for tests/fuzz/: a core to a replayable image; every read and
+# allocation of an image's analysis failed in turn.
+$(BUILD)/snarl-record: $(BUILD)/obj/tests/fuzz/record.o $(FZ_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+$(BUILD)/snarl-faults: $(BUILD)/obj/tests/fuzz/faults.o $(FZ_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+# The gdb and lldb front ends (plugin/): a limited-API (abi3) extension that
+# loads in whichever CPython 3.11+ the debugger embeds, and the command
+# scripts. Skipped, with a message, when there are no Python headers.
+PY_INCLUDE ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+PLUGIN := $(BUILD)/_snarl.abi3.so
+PLUGIN_PY := plugin/snarl_common.py plugin/snarl_gdb.py plugin/snarl_lldb.py
+SHAREDIR = $(PREFIX)/share/snarl
+
+.PHONY: plugin install-plugin
+all: plugin
+install: install-plugin
+
+ifneq ($(wildcard $(PY_INCLUDE)/Python.h),)
+plugin: $(PLUGIN)
+
+install-plugin: $(PLUGIN)
+	install -d $(DESTDIR)$(SHAREDIR)
+	install -m 644 $(PLUGIN_PY) $(DESTDIR)$(SHAREDIR)/
+	install -m 755 $(PLUGIN) $(DESTDIR)$(SHAREDIR)/
+else
+plugin install-plugin:
+	@echo "  skipping the gdb/lldb extension: no Python.h in '$(PY_INCLUDE)' (install python3-dev or set PY_INCLUDE)"
+endif
+
+$(BUILD)/obj/plugin/snarl_ext.o: plugin/snarl_ext.c
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"; $(CC) $(ALL_CFLAGS) -isystem $(PY_INCLUDE) -MMD -MP -c $< -o $@
+
+# The engine's symbols stay inside the module (--exclude-libs): only
+# PyInit__snarl is exported into the debugger.
+$(PLUGIN): $(BUILD)/obj/plugin/snarl_ext.o $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+# `snarl check` in gdb (and lldb) beside the CLI on one 100,000-task core
+# (tests/bench/README.md); needs root, gdb and gcore.
+# e.g. make bench-gdb BENCH_GDB_ARGS="--repeat 3 --lldb"
+.PHONY: bench-gdb
+bench-gdb: $(BUILD)/snarl plugin
+	$(PYTHON) tests/bench/bench_gdb.py --snarl $(BUILD)/snarl $(BENCH_GDB_ARGS)
+
 unit: $(BUILD)/snarl-unit
 	$(BUILD)/snarl-unit
 
 e2e: all
 	$(PYTHON) -m pytest -q tests/e2e
 
-# Every test: the C unit suite, the same under ASan+UBSan, then the
+# Every test: the C unit suite, the same under ASan+UBSan, the fuzz
+# regression inputs and a short fuzz pass, fault injection, then the
 # end-to-end matrix over the real interpreters this machine has.
 check: all
 	$(BUILD)/snarl-unit
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory fuzz-ci
+	$(MAKE) --no-print-directory faults
 	$(PYTHON) -m pytest -q -rs -p no:cacheprovider tests
 
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
 asan:
-	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_CFLAGS)" \
 	        LDFLAGS="-fsanitize=address,undefined" all
 	build/asan/snarl-unit
 
 provision:
 	sh scripts/provision-pythons.sh
+
+# Fuzzing (tests/fuzz/README.md): libFuzzer targets built with clang, ASan
+# and UBSan into build/fuzz; FUZZ_TIME seconds per target.
+FUZZ_CC ?= clang-14
+FUZZ_TARGETS := core sym engine
+FUZZ_TIME ?= 60
+FUZZ_CI_TIME ?= 20
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+fuzz-build:
+	$(MAKE) --no-print-directory BUILD=build/fuzz CC=$(FUZZ_CC) \
+	        CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	        LDFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer" $(FUZZ_TARGETS:%=build/fuzz/fuzz-%)
+
+$(BUILD)/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FZ_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+# Every committed seed and regression input, run once through each target.
+fuzz-regress: fuzz-build
+	sh tests/fuzz/run.sh regress
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh fuzz $(FUZZ_TIME)
+
+# What `make check` runs: the regression inputs, then a short pass per target.
+fuzz-ci: fuzz-build
+	sh tests/fuzz/run.sh regress
+	sh tests/fuzz/run.sh fuzz $(FUZZ_CI_TIME)
+
+# Every read, then every allocation, of recorded analyses failed in turn,
+# under ASan and UBSan.
+faults:
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_CFLAGS)" \
+	        LDFLAGS="-fsanitize=address,undefined" build/asan/snarl-faults
+	sh tests/fuzz/run.sh faults build/asan/snarl-faults
 
 # Speed and memory beside `python3.14 -m asyncio ps` (tests/bench/README.md);
 # needs root. e.g. make bench BENCH_ARGS="--sizes 1000,10000 --repeat 3"
@@ -84,4 +179,5 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PROBE_OBJ:.o=.d)
+-include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PROBE_OBJ:.o=.d) \
+         $(BUILD)/obj/plugin/snarl_ext.d

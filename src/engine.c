@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "aio/aio.h"
 #include "ana/ana.h"
 #include "base/err.h"
+#include "engine.h"
 #include "mem/mem.h"
 #include "out/out.h"
 #include "py/py.h"
@@ -24,7 +26,9 @@ struct snarl_session {
     py_target py;
     bool py_open;
     bool ready; /* attached without error */
+    bool held;  /* a debugger keeps the live target stopped while we read */
     const char *kind;
+    engine_attach_opts sym_opts; /* engine_attach_mem's symbol setup */
 };
 
 snarl_session *snarl_open(const snarl_options *opt) {
@@ -58,9 +62,44 @@ void snarl_close(snarl_session *s) {
     util_free(s);
 }
 
+/* Room in the error message for the list of files not found; the rest of
+ * the sentence fits in what is left of ERR_MSG_MAX. */
+#define SNARL_MISSING_CHARS (ERR_MSG_MAX - 160)
+
+/* Says which of the target's files were not found, instead of what was not
+ * found in the others: for a core from a container or another machine that
+ * list is the whole story, and --sysroot the fix. */
+static void snarl_missing_files(snarl_session *s, err_t e) {
+    sbuf list;
+    sbuf_init(&list);
+    size_t n = mem_describe_missing(s->m, &list, SNARL_MISSING_CHARS);
+    if (n > 0 && !list.oom) {
+        err_set(&s->err, e, "%s: %zu file%s the %s maps %s not found%s%s: %s",
+                e == ERR_NOT_PYTHON ? "no Python runtime found"
+                                    : "the Python runtime is unreadable",
+                n, n == 1 ? "" : "s", strcmp(s->kind, "core") == 0 ? "core" : "process",
+                n == 1 ? "was" : "were", s->sysroot ? " under " : " on this machine",
+                s->sysroot ? s->sysroot : "", sbuf_str(&list));
+    }
+    s->err.hint = s->sysroot ? "--sysroot DIR must be the root file system the process ran in (a "
+                               "container's root or an extracted image) with the same builds; or "
+                               "pass the executable after the core"
+                             : "the core names its files as the process saw them: pass --sysroot "
+                               "DIR (a container's root file system or an extracted image), or the "
+                               "executable after the core";
+    if (strcmp(s->kind, "core") != 0) {
+        s->err.hint = err_hint(ERR_NO_FILE); /* a live process: its files were there */
+    }
+    sbuf_free(&list);
+}
+
 static int snarl_attach_common(snarl_session *s) {
     err_t e = sym_open(&s->sym, s->m);
     s->sym_open = true;
+    s->sym.presets = s->sym_opts.presets;
+    s->sym.npresets = s->sym_opts.npresets;
+    s->sym.observe = s->sym_opts.observe;
+    s->sym.observe_ctx = s->sym_opts.observe_ctx;
     if (e == ERR_OK) {
         e = py_open(&s->py, s->m, &s->sym, &s->err);
         s->py_open = true;
@@ -74,7 +113,7 @@ static int snarl_attach_common(snarl_session *s) {
             missing = mp->status == MEM_FILE_MISSING || mp->status == MEM_FILE_MISMATCH;
         }
         if (missing) {
-            s->err.hint = err_hint(ERR_NO_FILE);
+            snarl_missing_files(s, e);
         }
     }
     return e;
@@ -120,8 +159,23 @@ int snarl_attach_host(snarl_session *s, const snarl_host *host) {
         return s->err.code;
     }
     s->kind = host && host->is_core ? "core" : "live";
+    s->held = host && !host->is_core && host->stopped;
     s->m = mem_host_open(&s->err, host, s->sysroot);
     return s->m ? snarl_attach_common(s) : (int)s->err.code;
+}
+
+int engine_attach_mem(snarl_session *s, mem *m, const char *kind, const engine_attach_opts *opts) {
+    if (snarl_check_fresh(s) != ERR_OK) {
+        mem_close(m);
+        return s->err.code;
+    }
+    s->kind = kind;
+    s->m = m;
+    m->err = &s->err;
+    if (opts) {
+        s->sym_opts = *opts;
+    }
+    return snarl_attach_common(s);
 }
 
 /* A process that exited but was not reaped yet is a zombie: gone for us. */
@@ -163,15 +217,166 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
         }
         t->frozen = true;
     }
+    t->frozen = t->frozen || s->held;
     err_t e = aio_build(&s->py, opt, model);
     if (freeze) {
         mem_thaw(s->m);
     }
-    if (e != ERR_OK && strcmp(s->m->ops->kind, "live") == 0 && !snarl_process_exists(s->m->pid)) {
+    /* A process that died under the read leaves a model of whatever was read
+     * before: a partial picture that would pass for a clean one. */
+    if (strcmp(s->m->ops->kind, "live") == 0 &&
+        (s->m->gone || (e != ERR_OK && !snarl_process_exists(s->m->pid)))) {
         e = err_set(&s->err, ERR_GONE, "process %d exited while it was being read", s->m->pid);
     }
     if (mem_core_truncated(s->m)) {
         aio_warn(model, "the core file is truncated; parts of memory are missing");
+    }
+    return e;
+}
+
+/* How long a live target runs between the read and the one that confirms
+ * its findings: long enough for a busy loop to finish the callback it was
+ * in (asyncio warns about callbacks slower than 100 ms), short enough not to
+ * delay a report noticeably. */
+#define SNARL_CONFIRM_DELAY_MS 200
+/* Findings of one moment rather than of a state: a loop thread found
+ * running a task's code may be busy, not blocked. */
+#define SNARL_MOMENTARY_KINDS (1u << ANA_LOOP_BLOCKED)
+
+/* Which findings a second read must repeat: none from a core (it cannot
+ * change); the momentary ones from a frozen process; all of them from a
+ * process read without freezing, whose memory may have changed between
+ * any two reads. */
+static unsigned snarl_confirm_kinds(const snarl_session *s) {
+    if (strcmp(s->m->ops->kind, "live") != 0) {
+        return 0;
+    }
+    return s->no_freeze ? (1u << ANA_KIND_COUNT) - 1 : SNARL_MOMENTARY_KINDS;
+}
+
+static bool snarl_unreadable_frames(const vec *frames) {
+    for (size_t i = 0; i < frames->len; i++) {
+        if (!VEC_AT(frames, aio_frame, i)->function) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const aio_thread *snarl_thread(const aio_model *m, int64_t native_id) {
+    for (size_t i = 0; i < m->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        if (th->native_id == native_id) {
+            return th;
+        }
+    }
+    return NULL;
+}
+
+static const aio_loop *snarl_loop(const aio_model *m, uint64_t id) {
+    for (size_t i = 0; i < m->loops.len; i++) {
+        if (VEC_AT(&m->loops, aio_loop, i)->id == id) {
+            return VEC_AT(&m->loops, aio_loop, i);
+        }
+    }
+    return NULL;
+}
+
+/* The loop did not move between two reads: its thread is in the same frames
+ * (and at the same lines, but for the innermost frame, where code that
+ * computes rather than waits moves on), and the front of its ready queue,
+ * where only the loop itself pops, stayed put. A busy loop that was only
+ * running one callback of many at the first read fails one test or the
+ * other; a blocked one passes both. */
+static bool snarl_loop_held_still(const aio_model *a, const aio_model *b, uint64_t loop_id) {
+    const aio_loop *la = snarl_loop(a, loop_id), *lb = snarl_loop(b, loop_id);
+    if (!la || !lb || la->health_known != lb->health_known ||
+        (la->health_known &&
+         (la->ready_block != lb->ready_block || la->ready_index != lb->ready_index))) {
+        return false;
+    }
+    const aio_thread *ta = snarl_thread(a, la->thread), *tb = snarl_thread(b, lb->thread);
+    if (!ta || !tb || ta->frames.len != tb->frames.len) {
+        return false;
+    }
+    for (size_t i = 0; i < ta->frames.len; i++) {
+        const aio_frame *fa = VEC_AT(&ta->frames, aio_frame, i);
+        const aio_frame *fb = VEC_AT(&tb->frames, aio_frame, i);
+        if (fa->addr != fb->addr || (i > 0 && fa->line != fb->line) || !fa->function ||
+            !fb->function || strcmp(fa->function, fb->function) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Takes out of the second read's findings each loop-blocked one whose loop
+ * thread moved between the reads, so that it does not confirm the first. */
+static void snarl_forget_moved_loops(const aio_model *first, const aio_model *again,
+                                     ana_result *diag2) {
+    size_t kept = 0;
+    for (size_t i = 0; i < diag2->diagnoses.len; i++) {
+        ana_diagnosis *d = VEC_AT(&diag2->diagnoses, ana_diagnosis, i);
+        if (d->kind == ANA_LOOP_BLOCKED && !snarl_loop_held_still(first, again, d->loop)) {
+            vec_free(&d->tasks);
+            vec_free(&d->resources);
+            util_free(d->summary);
+            continue;
+        }
+        *VEC_AT(&diag2->diagnoses, ana_diagnosis, kept++) = *d;
+    }
+    diag2->diagnoses.len = kept;
+}
+
+/* Reads a live target a second time, after a pause, and drops the findings
+ * of the kinds snarl_confirm_kinds names that it does not repeat; after a
+ * read without freezing, also says how much of the read was inconsistent
+ * (the items themselves already carry their marks). */
+static err_t snarl_confirm(snarl_session *s, const aio_options *opt, aio_model *model,
+                           ana_result *diag) {
+    unsigned kinds = snarl_confirm_kinds(s), found = 0;
+    for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
+        found |= 1u << VEC_AT(&diag->diagnoses, ana_diagnosis, i)->kind;
+    }
+    size_t dropped = 0;
+    if (found & kinds) {
+        nanosleep(&(struct timespec){.tv_nsec = SNARL_CONFIRM_DELAY_MS * 1000000L}, NULL);
+        aio_model again;
+        ana_result diag2;
+        static const ana_result none;
+        if (snarl_build(s, opt, &again) == ERR_OK && ana_diagnose(&again, &diag2) == ERR_OK) {
+            snarl_forget_moved_loops(model, &again, &diag2);
+            dropped = ana_keep_confirmed(diag, &diag2, kinds);
+            ana_result_free(&diag2);
+        } else {
+            /* No second read (the process exited?): nothing is confirmed. */
+            dropped = ana_keep_confirmed(diag, &none, kinds);
+        }
+        aio_model_free(&again);
+        err_clear(&s->err);
+    }
+    err_t e = ERR_OK;
+    size_t tasks = 0, threads = 0;
+    for (size_t i = 0; s->no_freeze && i < model->tasks.len; i++) {
+        const aio_task *t = VEC_AT(&model->tasks, aio_task, i);
+        tasks += t->truncated || snarl_unreadable_frames(&t->frames);
+    }
+    for (size_t i = 0; s->no_freeze && i < model->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&model->threads, aio_thread, i);
+        threads += th->truncated || snarl_unreadable_frames(&th->frames);
+    }
+    if (tasks || threads || (s->no_freeze && model->tasks_truncated)) {
+        e = aio_warn(model,
+                     "the process ran while it was read (--no-freeze): %zu tasks and %zu threads "
+                     "were not read consistently and are marked%s",
+                     tasks, threads, model->tasks_truncated ? "; some tasks may be missing" : "");
+    }
+    if (e == ERR_OK && dropped) {
+        e = aio_warn(model, "%zu %s dropped because a second read %d ms later did not repeat %s (%s)",
+                     dropped, dropped == 1 ? "finding was" : "findings were", SNARL_CONFIRM_DELAY_MS,
+                     dropped == 1 ? "it" : "them",
+                     s->no_freeze ? "the process ran while it was read"
+                                  : "the loop was busy running callbacks, not blocked");
     }
     return e;
 }
@@ -309,6 +514,9 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
             err_set(&s->err, e, NULL);
         }
     }
+    if (e == ERR_OK && strcmp(s->m->ops->kind, "live") == 0) {
+        e = snarl_confirm(s, &opt, &model, have_diag ? &diag : NULL);
+    }
     int status = SNARL_STATUS_CLEAN;
     if (e == ERR_OK) {
         out_writer w;
@@ -343,4 +551,8 @@ const char *snarl_hint(const snarl_session *s) {
 
 int snarl_error_code(const snarl_session *s) {
     return s ? (int)s->err.code : ERR_NOMEM;
+}
+
+const char *snarl_error_name(const snarl_session *s) {
+    return err_name(s ? s->err.code : ERR_NOMEM);
 }

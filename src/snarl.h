@@ -46,6 +46,14 @@ typedef struct snarl_host {
     int pid;                /* 0 when unknown */
     int is_core;            /* the debugger's target is a core file */
     const char *executable; /* the debugger's executable, or NULL */
+    /* A live target that the debugger keeps stopped while the engine reads
+     * (every thread, as in gdb's all-stop mode): reported as frozen. */
+    int stopped;
+    /* Bytes the engine asks for in one read when it fills its cache (0: one
+     * page). Larger blocks pay off when each read has a fixed cost (a call
+     * into the debugger's Python, a remote round trip); a block that cannot
+     * be read whole is read again page by page. */
+    size_t block_size;
 } snarl_host;
 
 typedef enum snarl_format {
@@ -96,6 +104,9 @@ SNARL_API int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink s
 SNARL_API const char *snarl_error(const snarl_session *s);
 SNARL_API const char *snarl_hint(const snarl_session *s);
 SNARL_API int snarl_error_code(const snarl_session *s);
+/* The error's class as a stable name ("NO_FILE", "USAGE", "NOT_FOUND", ...),
+ * for a front end that words its own hint; "OK" when there is none. */
+SNARL_API const char *snarl_error_name(const snarl_session *s);
 
 /* Async-signal-safe: resume every thread this process froze. For the CLI's
  * SIGINT/SIGTERM handlers; the kernel also resumes them if we die. */

@@ -146,6 +146,10 @@ typedef struct aio_loop {
     /* Health: what could still wake it. */
     bool health_known;    /* an asyncio loop whose internals were read */
     size_t ready;         /* handles in _ready */
+    /* Where _ready's front is (its left block and index): only the loop's
+     * own thread pops there, so a loop that did not move keeps it. */
+    uint64_t ready_block;
+    int64_t ready_index;
     size_t timers;        /* timers not cancelled in _scheduled */
     bool has_next_timer;
     double next_timer;    /* the earliest timer's deadline, loop time */

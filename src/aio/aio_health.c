@@ -409,7 +409,10 @@ static void aio_loop_health(aio_ctx *c, aio_loop *l) {
         py_attr(t, l->id, "_scheduled", &sched) != ERR_OK || !sched) {
         return; /* not an asyncio BaseEventLoop (uvloop keeps these in C) */
     }
+    uint64_t front_index;
     if (mem_read_u64(t->m, ready + (uint64_t)t->L.ob_size, &nready) != ERR_OK ||
+        mem_read_u64(t->m, ready + (uint64_t)t->L.deque_left, &l->ready_block) != ERR_OK ||
+        mem_read_u64(t->m, ready + (uint64_t)t->L.deque_leftindex, &front_index) != ERR_OK ||
         py_attr(t, l->id, "_selector", &selector) != ERR_OK || !selector ||
         selector == t->types.none ||
         py_attr(t, selector, "_fd_to_key", &fd_to_key) != ERR_OK || !fd_to_key ||
@@ -439,6 +442,7 @@ static void aio_loop_health(aio_ctx *c, aio_loop *l) {
     }
     vec_free(&handles);
     l->ready = (size_t)nready;
+    l->ready_index = (int64_t)front_index;
     /* The loop's own self-pipe is always registered while it runs. */
     l->fds = (size_t)used - (ssock && ssock != t->types.none && used ? 1 : 0);
     for (size_t i = 0; i < c->model->resources.len; i++) {

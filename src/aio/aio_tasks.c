@@ -72,10 +72,15 @@ static err_t aio_list_each(aio_ctx *c, uint64_t head) {
     if (mem_read_u64(t->m, head + AIO_NODE_NEXT, &node) != ERR_OK || !node) {
         return ERR_OK; /* never initialised: no tasks ever ran here */
     }
+    /* The back links catch most damage; a loop whose links agree (crafted,
+     * or torn consistently) still ends at its second visit. */
+    util_cycle cycle;
+    util_cycle_init(&cycle, node);
     for (uint32_t n = 0; node != head; n++) {
         uint64_t back, next;
         if (n == AIO_TASKS_MAX || mem_read_u64(t->m, node + AIO_NODE_PREV, &back) != ERR_OK ||
-            back != prev || mem_read_u64(t->m, node + AIO_NODE_NEXT, &next) != ERR_OK) {
+            back != prev || mem_read_u64(t->m, node + AIO_NODE_NEXT, &next) != ERR_OK ||
+            (n && util_cycle_step(&cycle, node))) {
             c->model->tasks_truncated = true;
             return ERR_OK;
         }

@@ -660,6 +660,46 @@ err_t ana_diagnose(const aio_model *m, ana_result *out) {
     return e;
 }
 
+/* Every id of a is in b (both short: a cycle's members). */
+static bool ana_ids_within(const vec *a, const vec *b) {
+    for (size_t i = 0; i < a->len; i++) {
+        if (!u64vec_has(b, *VEC_AT(a, uint64_t, i))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool ana_same_ids(const vec *a, const vec *b) {
+    return a->len == b->len && ana_ids_within(a, b) && ana_ids_within(b, a);
+}
+
+static bool ana_same_diagnosis(const ana_diagnosis *a, const ana_diagnosis *b) {
+    return a->kind == b->kind && a->loop == b->loop && ana_same_ids(&a->tasks, &b->tasks) &&
+           ana_same_ids(&a->resources, &b->resources);
+}
+
+size_t ana_keep_confirmed(ana_result *r, const ana_result *again, unsigned mask) {
+    size_t kept = 0, dropped = 0;
+    for (size_t i = 0; i < r->diagnoses.len; i++) {
+        ana_diagnosis *d = VEC_AT(&r->diagnoses, ana_diagnosis, i);
+        bool seen = !(mask & (1u << d->kind));
+        for (size_t j = 0; j < again->diagnoses.len && !seen; j++) {
+            seen = ana_same_diagnosis(d, VEC_AT(&again->diagnoses, ana_diagnosis, j));
+        }
+        if (seen) {
+            *VEC_AT(&r->diagnoses, ana_diagnosis, kept++) = *d;
+            continue;
+        }
+        vec_free(&d->tasks);
+        vec_free(&d->resources);
+        util_free(d->summary);
+        dropped++;
+    }
+    r->diagnoses.len = kept;
+    return dropped;
+}
+
 void ana_result_free(ana_result *r) {
     for (size_t i = 0; i < r->diagnoses.len; i++) {
         ana_diagnosis *d = VEC_AT(&r->diagnoses, ana_diagnosis, i);

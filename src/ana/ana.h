@@ -39,6 +39,13 @@ bool ana_kind_parse(const char *name, ana_kind *out);
 bool ana_kind_is_deadlock(ana_kind k);
 
 err_t ana_diagnose(const aio_model *m, ana_result *out);
+/* Keeps in r only those diagnoses of the kinds in mask (bits of ana_kind)
+ * that again also has (same kind, loop, tasks and resources, in any order);
+ * the other kinds stay. Returns how many it dropped. For a second read of a
+ * live process: a real deadlock holds still, a torn read does not repeat
+ * itself, and a loop that only ran a callback at the first read has moved
+ * on by the second. */
+size_t ana_keep_confirmed(ana_result *r, const ana_result *again, unsigned mask);
 void ana_result_free(ana_result *r);
 
 #endif

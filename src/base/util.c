@@ -6,12 +6,18 @@
 #include <stdlib.h>
 
 static uint64_t util_alloc_countdown;
+static uint64_t util_alloc_count;
 
 void util_fail_alloc_at(uint64_t nth) {
     util_alloc_countdown = nth;
 }
 
+uint64_t util_alloc_calls(void) {
+    return util_alloc_count;
+}
+
 static bool util_alloc_should_fail(void) {
+    util_alloc_count++;
     if (util_alloc_countdown == 0) {
         return false;
     }
@@ -237,6 +243,63 @@ bool u64set_has(const u64set *s, uint64_t key) {
             return true;
         }
         j = (j + 1) & (s->cap - 1);
+    }
+    return false;
+}
+
+size_t util_utf8_len(const unsigned char *p) {
+    if (p[0] < 0x80) {
+        return 1;
+    }
+    size_t n;
+    uint32_t cp, min;
+    if ((p[0] & 0xE0) == 0xC0) {
+        n = 2, cp = p[0] & 0x1Fu, min = 0x80;
+    } else if ((p[0] & 0xF0) == 0xE0) {
+        n = 3, cp = p[0] & 0x0Fu, min = 0x800;
+    } else if ((p[0] & 0xF8) == 0xF0) {
+        n = 4, cp = p[0] & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) {
+            return 0; /* also stops at the NUL */
+        }
+        cp = (cp << 6) | (p[i] & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+        return 0;
+    }
+    return n;
+}
+
+void util_utf8_scrub(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = util_utf8_len(p);
+        if (!n) {
+            *p++ = '?';
+        } else {
+            p += n;
+        }
+    }
+}
+
+void util_cycle_init(util_cycle *c, uint64_t start) {
+    c->saved = start;
+    c->power = 1;
+    c->steps = 0;
+}
+
+bool util_cycle_step(util_cycle *c, uint64_t next) {
+    if (next == c->saved) {
+        return true;
+    }
+    if (++c->steps == c->power) {
+        c->saved = next;
+        c->power *= 2;
+        c->steps = 0;
     }
     return false;
 }

@@ -19,6 +19,9 @@ char *util_strdup(const char *s);
 void util_free(void *p);
 /* Fault injection: make the nth allocation from now on fail (0 disables). */
 void util_fail_alloc_at(uint64_t nth);
+/* Allocations attempted so far (util_alloc, util_calloc, util_realloc), so a
+ * fault test knows how many there are to fail. */
+uint64_t util_alloc_calls(void);
 
 /* Growable text buffer; once an allocation fails it stays failed and further
  * appends are ignored, so callers check `oom` once at the end. */
@@ -86,6 +89,28 @@ void u64map_free(u64map *m);
 bool u64map_put(u64map *m, uint64_t key, uint64_t value);
 /* The value of key, or false when absent. */
 bool u64map_get(const u64map *m, uint64_t key, uint64_t *value);
+
+/* Length (1-4) of the valid UTF-8 sequence at p, or 0 if the bytes there
+ * are not one (stray continuation, overlong form, surrogate, past U+10FFFF,
+ * or cut by the terminating NUL). Text from a target is untrusted bytes. */
+size_t util_utf8_len(const unsigned char *p);
+/* Replaces every byte of s that is not part of valid UTF-8 with '?', in
+ * place. */
+void util_utf8_scrub(char *s);
+
+/* Brent's cycle detection for a walk over target links (GC lists, task
+ * lists): constant memory, and a list that loops back into itself (a
+ * damaged core, a torn live read) is caught within about twice the loop's
+ * length instead of after the walk's whole budget. */
+typedef struct util_cycle {
+    uint64_t saved; /* the node a later step is compared with */
+    uint64_t power; /* steps until saved moves on (doubles each time) */
+    uint64_t steps;
+} util_cycle;
+
+void util_cycle_init(util_cycle *c, uint64_t start);
+/* Feeds the walk's next node; true when it was seen before (a loop). */
+bool util_cycle_step(util_cycle *c, uint64_t next);
 
 /* Reads little-endian integers out of a local copy of target memory; every
  * field access goes through these, never through a cast of the buffer. */

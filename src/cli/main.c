@@ -1,6 +1,7 @@
 /* The snarl command line: parses argv, attaches the engine to a PID or a core
  * file, prints what the engine renders, and maps the outcome to the exit
- * status (0 nothing found, 1 something found, 2 could not analyse). */
+ * status (0 nothing found, 1 something found, 2 could not analyse). `watch`
+ * is cli_watch.c's; SVG and --coredumpctl run the programs of cli_tools.c. */
 #include <ctype.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "../snarl.h"
+#include "cli.h"
 
 #define SNARL_VERSION "0.1.0"
 
@@ -27,24 +29,29 @@ static const char cli_usage[] =
     "  tree        the await tree from the root tasks down (cycles marked, never refused)\n"
     "  graph       the wait-for graph of tasks and resources (--format dot|mermaid|json)\n"
     "  task ID     one task in full, with the locals of each frame\n"
+    "  watch [OPTIONS] -- CMD ARGS...\n"
+    "              runs CMD; if it does not finish in time, reports on its Python processes\n"
+    "              and stops it ('snarl watch --help')\n"
     "\n"
     "options:\n"
-    "  --format FORMAT      text or json; graph: dot, mermaid or json (default text, dot)\n"
+    "  --format FORMAT      text or json; graph: dot, svg, mermaid or json (default text, dot)\n"
     "  --all                tasks: list identical tasks one by one instead of grouping them\n"
     "  --all-objects        also look for tasks on the GC heap, not only in registries\n"
     "  --fail-on KIND,...   check: only these diagnosis kinds make the exit status 1\n"
     "  --sysroot DIR        where the core's executable and libraries live\n"
+    "  --coredumpctl MATCH  the target is the core systemd-coredump keeps for MATCH (a PID,\n"
+    "                       a command name or a path), fetched with 'coredumpctl dump'\n"
     "  --no-freeze          live targets: read without stopping the process\n"
     "  -h, --help           this help\n"
     "  --version            snarl's version\n"
     "\n"
+    "TARGET may be a core compressed by systemd-coredump (zstd, xz or lz4).\n"
+    "\n"
     "exit status: 0 nothing found, 1 a problem was reported (check), 2 could not analyse\n";
 
-/* Commands of the full contract that later versions provide. */
-static const char *const cli_planned[] = {"watch"};
 static const char *const cli_commands[] = {"check", "stacks", "tasks", "tree", "graph", "task"};
 
-static int cli_sink(void *ctx, const char *data, size_t len) {
+int cli_sink(void *ctx, const char *data, size_t len) {
     return fwrite(data, 1, len, (FILE *)ctx) == len ? 0 : -1;
 }
 
@@ -56,7 +63,7 @@ static void cli_on_signal(int sig) {
     raise(sig);
 }
 
-static int cli_fail(const char *msg, const char *hint) {
+int cli_fail(const char *msg, const char *hint) {
     fprintf(stderr, "snarl: %s\n", msg);
     if (hint && hint[0]) {
         fprintf(stderr, "hint: %s\n", hint);
@@ -86,11 +93,16 @@ static bool cli_is_pid(const char *s) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "watch") == 0) {
+        return cli_watch_main(argc - 1, argv + 1);
+    }
     snarl_options opt = {0};
     snarl_request req = {.command = NULL, .format = SNARL_FORMAT_TEXT};
     const char *positional[3];
     int npos = 0;
     bool format_given = false;
+    bool svg = false; /* graph as SVG: DOT through Graphviz's dot */
+    const char *coredumpctl = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -110,13 +122,23 @@ int main(int argc, char **argv) {
                 req.format = SNARL_FORMAT_DOT;
             } else if (strcmp(v, "mermaid") == 0) {
                 req.format = SNARL_FORMAT_MERMAID;
+            } else if (strcmp(v, "svg") == 0) {
+                req.format = SNARL_FORMAT_DOT;
             } else {
-                return cli_fail("--format takes text, json, dot or mermaid", "see 'snarl --help'");
+                return cli_fail("--format takes text, json, dot, svg or mermaid",
+                                "see 'snarl --help'");
             }
+            svg = strcmp(v, "svg") == 0;
         } else if (strcmp(a, "--sysroot") == 0 || strncmp(a, "--sysroot=", 10) == 0) {
             opt.sysroot = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
             if (!opt.sysroot || !*opt.sysroot) {
                 return cli_fail("--sysroot needs a directory", "see 'snarl --help'");
+            }
+        } else if (strcmp(a, "--coredumpctl") == 0 || strncmp(a, "--coredumpctl=", 14) == 0) {
+            coredumpctl = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : "");
+            if (!*coredumpctl) {
+                return cli_fail("--coredumpctl needs a PID, a command name or a path",
+                                "see 'snarl --help'");
             }
         } else if (strcmp(a, "--no-freeze") == 0) {
             opt.no_freeze = 1;
@@ -138,12 +160,9 @@ int main(int argc, char **argv) {
         } else if (req.command && strcmp(req.command, "task") == 0 && !req.task_id) {
             req.task_id = a;
         } else {
-            for (size_t k = 0; k < sizeof cli_planned / sizeof *cli_planned; k++) {
-                if (!req.command && npos == 0 && strcmp(a, cli_planned[k]) == 0) {
-                    char msg[256];
-                    snprintf(msg, sizeof msg, "'%s' is not available in this version yet", a);
-                    return cli_fail(msg, "'snarl stacks TARGET' prints every thread's stack");
-                }
+            if (!req.command && npos == 0 && strcmp(a, "watch") == 0) {
+                return cli_fail("'watch' comes first: snarl watch [OPTIONS] -- CMD ARGS...",
+                                "see 'snarl watch --help'");
             }
             if (npos == 2) {
                 return cli_fail("too many arguments", "see 'snarl --help'");
@@ -154,6 +173,30 @@ int main(int argc, char **argv) {
     if (!req.command) {
         req.command = "check";
     }
+    if (svg && strcmp(req.command, "graph") != 0) {
+        return cli_fail("--format svg is for 'graph'", "see 'snarl --help'");
+    }
+    if (svg && !cli_on_path("dot")) {
+        return cli_fail("--format svg needs Graphviz's 'dot', which is not on PATH",
+                        "install Graphviz, or print --format dot and render it elsewhere");
+    }
+    /* The core systemd-coredump keeps: fetched into a temporary file, which
+     * then stands as the target; an executable may still follow. */
+    char fetched[4096] = "";
+    if (coredumpctl) {
+        if (npos > 1) {
+            return cli_fail("with --coredumpctl only an executable may follow",
+                            "see 'snarl --help'");
+        }
+        if (npos == 1) {
+            positional[1] = positional[0];
+        }
+        if (cli_coredumpctl_fetch(coredumpctl, fetched, sizeof fetched) != 0) {
+            return SNARL_STATUS_ERROR;
+        }
+        positional[0] = fetched;
+        npos++;
+    }
     if (npos == 0) {
         return cli_fail("no target given", "pass a PID or a core file; see 'snarl --help'");
     }
@@ -163,14 +206,13 @@ int main(int argc, char **argv) {
     if (strcmp(req.command, "graph") == 0 && !format_given) {
         req.format = SNARL_FORMAT_DOT;
     }
-    bool is_pid = cli_is_pid(positional[0]);
+    bool is_pid = !coredumpctl && cli_is_pid(positional[0]);
     if (is_pid && npos > 1) {
         return cli_fail("an executable can only follow a core file", "see 'snarl --help'");
     }
     if (!is_pid && access(positional[0], F_OK) != 0) {
         char msg[512];
-        snprintf(msg, sizeof msg, "'%s' is neither a PID nor an existing core file",
-                 positional[0]);
+        snprintf(msg, sizeof msg, "'%s' is neither a PID nor an existing core file", positional[0]);
         return cli_fail(msg, "pass a PID or a core file; see 'snarl --help'");
     }
     struct sigaction sa;
@@ -187,8 +229,19 @@ int main(int argc, char **argv) {
     int rc = is_pid ? snarl_attach_pid(s, atoi(positional[0]))
                     : snarl_attach_core(s, positional[0], npos > 1 ? positional[1] : NULL);
     int status = SNARL_STATUS_ERROR;
-    if (rc == 0) {
+    if (rc == 0 && svg) {
+        pid_t dot = 0;
+        FILE *to_dot = cli_svg_start(&dot);
+        if (to_dot) {
+            status = snarl_run(s, &req, cli_sink, to_dot);
+            int st = cli_svg_finish(to_dot, dot);
+            status = status == SNARL_STATUS_ERROR ? status : st == 0 ? status : st;
+        }
+    } else if (rc == 0) {
         status = snarl_run(s, &req, cli_sink, stdout);
+    }
+    if (fetched[0]) {
+        unlink(fetched);
     }
     if (fflush(stdout) != 0 && status != SNARL_STATUS_ERROR) {
         status = cli_fail("cannot write the output", NULL);

@@ -23,16 +23,41 @@ mem *mem_new(err_record *err, const mem_ops *ops, size_t size) {
     m->err = err;
     vec_init(&m->maps, sizeof(mem_map));
     vec_init(&m->tids, sizeof(int64_t));
-    m->cache_tag = util_calloc(MEM_CACHE_PAGES, sizeof *m->cache_tag);
-    m->cache_data = util_alloc((size_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE);
-    if (!m->cache_tag || !m->cache_data) {
-        util_free(m->cache_tag);
-        util_free(m->cache_data);
+    if (mem_set_block(m, MEM_PAGE_SIZE, (size_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE) != ERR_OK) {
         util_free(m);
-        err_set(err, ERR_NOMEM, NULL);
         return NULL;
     }
     return m;
+}
+
+err_t mem_set_block(mem *m, size_t block, size_t cache_bytes) {
+    size_t line = MEM_PAGE_SIZE;
+    while (line < MEM_LINE_MAX && line * 2 <= block) {
+        line *= 2;
+    }
+    /* At least one line; a power of two so that a slot is a mask away. */
+    size_t count = 1;
+    while (count * 2 * line <= cache_bytes) {
+        count *= 2;
+    }
+    uint64_t *tag = util_calloc(count, sizeof *tag);
+    uint64_t *bad = util_calloc(count, sizeof *bad);
+    uint8_t *data = util_alloc(count * line);
+    if (!tag || !bad || !data) {
+        util_free(tag);
+        util_free(bad);
+        util_free(data);
+        return err_set(m->err, ERR_NOMEM, NULL);
+    }
+    util_free(m->cache_tag);
+    util_free(m->cache_bad);
+    util_free(m->cache_data);
+    m->cache_tag = tag;
+    m->cache_bad = bad;
+    m->cache_data = data;
+    m->line_size = line;
+    m->line_count = count;
+    return ERR_OK;
 }
 
 void mem_close(mem *m) {
@@ -50,6 +75,7 @@ void mem_close(mem *m) {
     vec_free(&m->maps);
     vec_free(&m->tids);
     util_free(m->cache_tag);
+    util_free(m->cache_bad);
     util_free(m->cache_data);
     util_free(m->executable);
     if (m->ops->close) {
@@ -60,7 +86,7 @@ void mem_close(mem *m) {
 }
 
 void mem_cache_flush(mem *m) {
-    memset(m->cache_tag, 0, MEM_CACHE_PAGES * sizeof *m->cache_tag);
+    memset(m->cache_tag, 0, m->line_count * sizeof *m->cache_tag);
 }
 
 static err_t mem_backend_read(mem *m, uint64_t addr, size_t len, void *dst) {
@@ -71,29 +97,61 @@ static err_t mem_backend_read(mem *m, uint64_t addr, size_t len, void *dst) {
     return m->ops->read(m, addr, len, dst);
 }
 
-/* One page through the cache; a page that cannot be read whole is read
- * exactly, uncached, since cores and debuggers may expose partial pages. */
-static err_t mem_read_page_part(mem *m, uint64_t page, size_t off, size_t n, uint8_t *dst) {
-    size_t slot = (size_t)((page / MEM_PAGE_SIZE) % MEM_CACHE_PAGES);
-    uint8_t *data = m->cache_data + slot * MEM_PAGE_SIZE;
-    if (m->cache_tag[slot] != page + 1) {
-        m->misses++;
-        if (mem_backend_read(m, page, MEM_PAGE_SIZE, data) != ERR_OK) {
-            m->cache_tag[slot] = 0;
+/* Fills one cache line. A line larger than a page may straddle an unmapped
+ * hole: it is then read page by page and the unreadable pages are marked. */
+static err_t mem_fill_line(mem *m, size_t slot, uint64_t base) {
+    uint8_t *data = m->cache_data + slot * m->line_size;
+    m->misses++;
+    m->cache_tag[slot] = 0;
+    if (mem_backend_read(m, base, m->line_size, data) == ERR_OK) {
+        m->cache_bad[slot] = 0;
+        m->cache_tag[slot] = base + 1;
+        return ERR_OK;
+    }
+    if (m->injected || m->line_size == MEM_PAGE_SIZE) {
+        return ERR_READ;
+    }
+    size_t pages = m->line_size / MEM_PAGE_SIZE;
+    uint64_t bad = 0;
+    for (size_t i = 0; i < pages; i++) {
+        if (mem_backend_read(m, base + i * MEM_PAGE_SIZE, MEM_PAGE_SIZE,
+                             data + i * MEM_PAGE_SIZE) != ERR_OK) {
             if (m->injected) {
-                /* An injected failure must reach the caller, not be retried. */
-                m->injected = false;
                 return ERR_READ;
             }
-            return mem_backend_read(m, page + off, n, dst);
+            bad |= (uint64_t)1 << i;
         }
-        m->cache_tag[slot] = page + 1;
     }
-    memcpy(dst, data + off, n);
+    m->cache_bad[slot] = bad;
+    m->cache_tag[slot] = base + 1;
     return ERR_OK;
 }
 
-err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
+/* Part of one line through the cache; bytes in a page that cannot be read
+ * whole are read exactly, uncached, since cores and debuggers may expose
+ * partial pages. */
+static err_t mem_read_line_part(mem *m, uint64_t base, size_t off, size_t n, uint8_t *dst) {
+    /* line_size is a power of two: a shift, not a division, on the hot path. */
+    size_t slot = (size_t)(base >> __builtin_ctzll(m->line_size)) & (m->line_count - 1);
+    if (m->cache_tag[slot] != base + 1 && mem_fill_line(m, slot, base) != ERR_OK) {
+        if (m->injected) {
+            /* An injected failure must reach the caller, not be retried. */
+            m->injected = false;
+            return ERR_READ;
+        }
+        return mem_backend_read(m, base + off, n, dst);
+    }
+    uint64_t first = off / MEM_PAGE_SIZE, last = (off + n - 1) / MEM_PAGE_SIZE;
+    uint64_t span = (last - first == 63 ? ~(uint64_t)0 : ((uint64_t)2 << (last - first)) - 1)
+                    << first;
+    if (m->cache_bad[slot] & span) {
+        return mem_backend_read(m, base + off, n, dst);
+    }
+    memcpy(dst, m->cache_data + slot * m->line_size + off, n);
+    return ERR_OK;
+}
+
+static err_t mem_read_cached(mem *m, uint64_t addr, size_t len, void *dst) {
     m->reads++;
     if (len == 0) {
         return ERR_OK;
@@ -102,18 +160,18 @@ err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
         return ERR_READ;
     }
     /* Large reads bypass the cache: they are object bodies read once. */
-    if (len > 4 * MEM_PAGE_SIZE) {
+    if (len > 4 * MEM_PAGE_SIZE && len > m->line_size) {
         return mem_backend_read(m, addr, len, dst);
     }
     uint8_t *out = dst;
     while (len > 0) {
-        uint64_t page = addr & ~(uint64_t)(MEM_PAGE_SIZE - 1);
-        size_t off = (size_t)(addr - page);
-        size_t n = MEM_PAGE_SIZE - off;
+        uint64_t base = addr & ~(uint64_t)(m->line_size - 1);
+        size_t off = (size_t)(addr - base);
+        size_t n = m->line_size - off;
         if (n > len) {
             n = len;
         }
-        err_t e = mem_read_page_part(m, page, off, n, out);
+        err_t e = mem_read_line_part(m, base, off, n, out);
         if (e != ERR_OK) {
             return e;
         }
@@ -122,6 +180,14 @@ err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
         len -= n;
     }
     return ERR_OK;
+}
+
+err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
+    err_t e = mem_read_cached(m, addr, len, dst);
+    if (e == ERR_OK && len > 0 && m->observe) {
+        m->observe(m->observe_ctx, addr, len, dst);
+    }
+    return e;
 }
 
 err_t mem_read_u64(mem *m, uint64_t addr, uint64_t *out) {
@@ -405,16 +471,17 @@ void mem_resolve_files(mem *m, const char *sysroot, const char *prefix, const ch
         bool is_exe = m->executable && strcmp(m->executable, mp->path) == 0;
         if (is_exe && exe_override) {
             tries[ntries++] = exe_override;
-        } else if (exe_override && strcmp(mem_basename(exe_override), mem_basename(mp->path)) == 0) {
+        } else if (exe_override &&
+                   strcmp(mem_basename(exe_override), mem_basename(mp->path)) == 0) {
             tries[ntries++] = exe_override;
         }
-        if (sysroot && snprintf(buf_sys, sizeof buf_sys, "%s%s", sysroot, mp->path) <
-                           (int)sizeof buf_sys) {
+        if (sysroot &&
+            snprintf(buf_sys, sizeof buf_sys, "%s%s", sysroot, mp->path) < (int)sizeof buf_sys) {
             tries[ntries++] = buf_sys;
         }
         tries[ntries++] = mp->path;
-        if (prefix && snprintf(buf_pre, sizeof buf_pre, "%s%s", prefix, mp->path) <
-                          (int)sizeof buf_pre) {
+        if (prefix &&
+            snprintf(buf_pre, sizeof buf_pre, "%s%s", prefix, mp->path) < (int)sizeof buf_pre) {
             tries[ntries++] = buf_pre;
         }
         mp->status = MEM_FILE_MISSING;

@@ -18,6 +18,9 @@
 /* Cached pages (4 MiB): covers the working set of a stacks walk and keeps a
  * debugger's memory footprint small. */
 #define MEM_CACHE_PAGES 1024u
+/* Largest cache line (256 KiB): a line's unreadable pages are one bit each
+ * in a 64-bit mask. */
+#define MEM_LINE_MAX (64u * MEM_PAGE_SIZE)
 /* Largest single read the engine ever asks for; anything larger is a bug or
  * a corrupt size from the target. */
 #define MEM_READ_MAX (64u << 20)
@@ -59,13 +62,24 @@ struct mem {
     char *executable; /* path of the main executable as the target names it */
     vec maps;         /* mem_map, sorted by start */
     vec tids;         /* int64_t thread ids (LWPs), when known */
-    /* Page cache: direct-mapped, tagged by page address. */
-    uint64_t *cache_tag; /* page address + 1; 0 = empty */
+    /* Page cache: direct-mapped lines of line_size bytes (a page, or larger
+     * blocks when each backend read has a fixed cost), tagged by address. */
+    size_t line_size;    /* a power of two, MEM_PAGE_SIZE to MEM_LINE_MAX */
+    size_t line_count;   /* a power of two */
+    uint64_t *cache_tag; /* line address + 1; 0 = empty */
     uint8_t *cache_data;
+    uint64_t *cache_bad; /* per line: bit i set = its page i was not readable */
     uint64_t reads, misses;
+    /* A live target: a read failed because the process is gone (it exited
+     * or was killed while read); what was read is then partial. */
+    bool gone;
     /* Fault injection: fail the nth backend read from now on (0 = never). */
     uint64_t fail_countdown;
     bool injected; /* the last backend failure was injected */
+    /* Optional: sees the bytes of every successful mem_read (and of reads the
+     * symbol layer serves from files), for recording replayable images. */
+    void (*observe)(void *ctx, uint64_t addr, size_t len, const void *data);
+    void *observe_ctx;
 };
 
 /* Reads through the cache; ERR_READ when any byte is unreadable. */
@@ -75,6 +89,10 @@ err_t mem_read_u32(mem *m, uint64_t addr, uint32_t *out);
 /* Reads a NUL-terminated C string of at most cap-1 bytes; truncates silently. */
 err_t mem_read_cstr(mem *m, uint64_t addr, char *dst, size_t cap);
 void mem_cache_flush(mem *m);
+/* Makes the cache read blocks of `block` bytes (rounded down to a power of
+ * two, clamped to MEM_PAGE_SIZE..MEM_LINE_MAX) and hold about cache_bytes;
+ * empties it. ERR_NOMEM leaves the old cache in place. */
+err_t mem_set_block(mem *m, size_t block, size_t cache_bytes);
 err_t mem_freeze(mem *m);
 void mem_thaw(mem *m);
 void mem_close(mem *m);
@@ -87,6 +105,11 @@ mem *mem_core_open(err_record *err, const char *core_path, const char *exe_path,
                    const char *sysroot);
 /* True when the core file is shorter than its headers promise. */
 bool mem_core_truncated(const mem *m);
+/* fd itself when the file is not compressed; for a zstd, xz or lz4 stream
+ * (systemd-coredump's formats, told by their magic bytes) a descriptor of an
+ * unlinked temporary file holding it unpacked; -1 with err set on failure
+ * (a corrupt or truncated stream, past the size limit, no space). */
+int mem_unpack(err_record *err, int fd, const char *path);
 struct snarl_host;
 mem *mem_host_open(err_record *err, const struct snarl_host *host, const char *sysroot);
 /* A synthetic image for unit tests: regions copied from caller buffers. */
@@ -103,6 +126,10 @@ void mem_sort_maps(mem *m);
 typedef size_t (*mem_build_id_fn)(mem *m, const mem_map *map, uint8_t *out, size_t cap);
 void mem_resolve_files(mem *m, const char *sysroot, const char *prefix, const char *exe_override,
                        mem_build_id_fn build_id_of);
+/* Appends to out the distinct paths of mapped files this machine could not
+ * supply (not found, or another build), as many as fit in max_chars, then
+ * "and N more"; returns how many there are. */
+size_t mem_describe_missing(const mem *m, sbuf *out, size_t max_chars);
 /* Reads the GNU build-id of an ELF file on disk; returns its length or 0. */
 size_t mem_file_build_id(const char *path, uint8_t *out, size_t cap);
 /* Reads the GNU build-id from an ELF image mapped in target memory at base. */

@@ -306,6 +306,19 @@ mem *mem_core_open(err_record *err, const char *core_path, const char *exe_path,
         err_set(err, ERR_USAGE, "%s is not a regular file", core_path);
         return NULL;
     }
+    /* systemd-coredump keeps cores compressed: read them unpacked. */
+    int plain = mem_unpack(err, fd, core_path);
+    if (plain != fd) {
+        close(fd);
+        if (plain < 0 || fstat(plain, &st) != 0) {
+            if (plain >= 0) {
+                close(plain);
+                err_set(err, ERR_IO, "cannot read %s unpacked: %s", core_path, strerror(errno));
+            }
+            return NULL;
+        }
+        fd = plain;
+    }
     mem_core *c = (mem_core *)mem_new(err, &core_ops, sizeof *c);
     if (!c) {
         close(fd);

@@ -63,6 +63,9 @@ static err_t live_read(mem *m, uint64_t addr, size_t len, void *dst) {
         if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
             l->use_vm_readv = false; /* e.g. seccomp or an old kernel */
         } else {
+            /* ESRCH: no such process, or one whose memory is already torn
+             * down (killed, a zombie not yet reaped). */
+            m->gone |= n < 0 && errno == ESRCH;
             return ERR_READ;
         }
     }
@@ -73,6 +76,8 @@ static err_t live_read(mem *m, uint64_t addr, size_t len, void *dst) {
     while (done < len) {
         ssize_t n = pread(l->mem_fd, (char *)dst + done, len - done, (off_t)(addr + done));
         if (n <= 0) {
+            /* A process whose memory is gone reads as end of file. */
+            m->gone |= n == 0 || errno == ESRCH;
             return ERR_READ;
         }
         done += (size_t)n;

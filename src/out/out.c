@@ -92,8 +92,15 @@ void out_json_str(out_writer *w, const char *s) {
         default:
             if (*p < 0x20) {
                 sbuf_printf(b, "\\u%04x", *p);
+            } else if (*p < 0x80) {
+                sbuf_addc(b, (char)*p);
             } else {
-                sbuf_addc(b, (char)*p); /* UTF-8 passes through */
+                /* Valid UTF-8 passes through; anything else (bytes torn out
+                 * of a live process) becomes U+FFFD so the document stays
+                 * valid JSON. */
+                size_t n = util_utf8_len(p);
+                sbuf_add(b, n ? (const char *)p : "\xEF\xBF\xBD", n ? n : 3);
+                p += n ? n - 1 : 0;
             }
         }
     }

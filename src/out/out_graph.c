@@ -1,10 +1,48 @@
 /* `graph`: the wait-for graph for other tools. Task nodes (boxes) point at
  * the task or resource they wait on; resources (ellipses) point, dashed, at
- * the tasks they stand for. DOT and Mermaid here; JSON is the document. */
+ * the tasks they stand for. The nodes and edges of each deadlock (the cycle
+ * diagnoses) are drawn in red, boxed together in DOT; other findings' nodes
+ * in orange. DOT and Mermaid here (the CLI turns DOT into SVG); JSON is the
+ * document. */
 #include "out.h"
 
 #include <inttypes.h>
 #include <string.h>
+
+/* One rendering: where it goes, and which nodes belong to which deadlock,
+ * so an edge inside a cycle is drawn as part of it. Mermaid styles edges by
+ * their position in the text, so those are counted and kept. */
+typedef struct graph_ctx {
+    out_writer *w;
+    bool dot;
+    u64map deadlock; /* node id -> number of its deadlock diagnosis (from 1) */
+    size_t links;    /* Mermaid edges written so far */
+    vec red_links;   /* uint64_t positions of the edges inside a deadlock */
+    bool oom;
+} graph_ctx;
+
+/* An edge from (a task 't' or a resource 'r') to to; Mermaid draws it with
+ * arrow ("-->", "-.->", "-- held by -->"). */
+static void out_graph_edge(graph_ctx *g, char from_kind, uint64_t from, char to_kind, uint64_t to,
+                           const char *dot_attrs, const char *arrow) {
+    uint64_t a = 0, b = 0;
+    bool red = u64map_get(&g->deadlock, from, &a) && u64map_get(&g->deadlock, to, &b) && a == b;
+    if (g->dot) {
+        out_printf(g->w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\"", from, to);
+        if (dot_attrs[0] || red) {
+            out_printf(g->w, " [%s%s%s]", dot_attrs, dot_attrs[0] && red ? ", " : "",
+                       red ? "color=red, penwidth=2.5" : "");
+        }
+        out_puts(g->w, ";\n");
+        return;
+    }
+    out_printf(g->w, "    %c0x%" PRIx64 " %s %c0x%" PRIx64 "\n", from_kind, from, arrow, to_kind,
+               to);
+    if (red && !u64vec_push(&g->red_links, g->links)) {
+        g->oom = true;
+    }
+    g->links++;
+}
 
 static bool out_done_task(const aio_task *t) {
     return t->state == AIO_STATE_DONE || t->state == AIO_STATE_CANCELLED;
@@ -98,78 +136,116 @@ static void out_mermaid_escape(out_writer *w, const char *s, sbuf *tmp) {
 
 /* The edges out of task t: to what it waits on and to the rest of what it
  * awaits. Ids the model lacks are left out (the text views name them). */
-static void out_task_edges(out_writer *w, const out_index *ix, const aio_task *t, bool dot) {
+static void out_task_edges(graph_ctx *g, const out_index *ix, const aio_task *t) {
     uint64_t id;
     for (size_t i = 0; out_await_next(t, &i, &id);) {
         bool is_task = out_find_task(ix, id) != NULL;
         if (!is_task && !out_find_resource(ix, id)) {
             continue;
         }
-        if (dot) {
-            out_printf(w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\";\n", t->id, id);
-        } else {
-            out_printf(w, "    t0x%" PRIx64 " --> %c0x%" PRIx64 "\n", t->id, is_task ? 't' : 'r',
-                       id);
-        }
+        out_graph_edge(g, 't', t->id, is_task ? 't' : 'r', id, "", "-->");
     }
 }
 
-static void out_member_edges(out_writer *w, const out_index *ix, const aio_resource *r, bool dot) {
+static void out_member_edges(graph_ctx *g, const out_index *ix, const aio_resource *r) {
     for (size_t k = 0; k < r->members.len; k++) {
         uint64_t id = *VEC_AT(&r->members, uint64_t, k);
         if (!out_find_task(ix, id)) {
             continue;
         }
-        if (dot) {
-            out_printf(w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\" [style=dashed];\n", r->id,
-                       id);
-        } else {
-            out_printf(w, "    r0x%" PRIx64 " -.-> t0x%" PRIx64 "\n", r->id, id);
-        }
+        out_graph_edge(g, 'r', r->id, 't', id, "style=dashed", "-.->");
     }
 }
 
 /* The rest of the wait-for graph: a lock points at its holders, an event or
  * queue nobody else references at the tasks that could wake it. */
-static void out_hold_edges(out_writer *w, const out_index *ix, const aio_resource *r, bool dot) {
+static void out_hold_edges(graph_ctx *g, const out_index *ix, const aio_resource *r) {
     const vec *lists[2] = {&r->holders, r->external_refs ? NULL : &r->resolvers};
-    const char *names[2] = {"held by", "could wake"};
+    static const char *const dot_attrs[2] = {"label=\"held by\"",
+                                             "label=\"could wake\", style=dotted"};
+    static const char *const arrows[2] = {"-- held by -->", "-- could wake -->"};
     for (int l = 0; l < 2; l++) {
         for (size_t k = 0; lists[l] && k < lists[l]->len; k++) {
             uint64_t id = *VEC_AT(lists[l], uint64_t, k);
             if (!out_find_task(ix, id)) {
                 continue;
             }
-            if (dot) {
-                out_printf(w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\" [label=\"%s\"%s];\n",
-                           r->id, id, names[l], l ? ", style=dotted" : "");
-            } else {
-                out_printf(w, "    r0x%" PRIx64 " -- %s --> t0x%" PRIx64 "\n", r->id, names[l], id);
-            }
+            out_graph_edge(g, 'r', r->id, 't', id, dot_attrs[l], arrows[l]);
         }
     }
 }
 
-/* Nodes named in findings, in red; their kinds in a legend comment. */
-static void out_mark_findings(out_writer *w, const ana_result *diag, bool dot) {
-    if (!dot && diag && diag->diagnoses.len) {
-        out_puts(w, "    classDef finding stroke:#d00,stroke-width:3px\n");
-    }
+/* Each deadlock's nodes by number; false when out of memory. */
+static bool out_graph_deadlocks(graph_ctx *g, const ana_result *diag) {
     for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
         const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
-        out_printf(w, dot ? "    // finding %zu: %s\n" : "    %%%% finding %zu: %s\n", i + 1,
-                   ana_kind_name(d->kind));
+        if (!ana_kind_is_deadlock(d->kind)) {
+            continue;
+        }
         const vec *ids[2] = {&d->tasks, &d->resources};
         for (int l = 0; l < 2; l++) {
             for (size_t k = 0; k < ids[l]->len; k++) {
-                uint64_t id = *VEC_AT(ids[l], uint64_t, k);
-                if (dot) {
-                    out_printf(w, "    \"0x%" PRIx64 "\" [color=red, penwidth=2];\n", id);
-                } else {
-                    out_printf(w, "    class %c0x%" PRIx64 " finding\n", l ? 'r' : 't', id);
+                if (!u64map_put(&g->deadlock, *VEC_AT(ids[l], uint64_t, k), i + 1)) {
+                    return false;
                 }
             }
         }
+    }
+    return true;
+}
+
+/* Nodes named in findings: a deadlock's in red (in DOT also boxed
+ * together, labelled with its kind), the other findings' in orange; each
+ * finding's kind in a legend comment. */
+static void out_mark_findings(graph_ctx *g, const ana_result *diag) {
+    out_writer *w = g->w;
+    bool dot = g->dot;
+    if (!dot && diag && diag->diagnoses.len) {
+        out_puts(w, "    classDef deadlock fill:#fdd,stroke:#d00,stroke-width:3px\n"
+                    "    classDef finding stroke:#e80,stroke-width:3px\n");
+    }
+    for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
+        const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+        bool deadlock = ana_kind_is_deadlock(d->kind);
+        out_printf(w, dot ? "    // finding %zu: %s\n" : "    %%%% finding %zu: %s\n", i + 1,
+                   ana_kind_name(d->kind));
+        if (dot && deadlock) {
+            out_printf(w,
+                       "    subgraph cluster_finding_%zu {\n        label=\"deadlock: %s\";\n"
+                       "        color=red;\n        fontcolor=red;\n        style=dashed;\n",
+                       i + 1, ana_kind_name(d->kind));
+        }
+        const vec *ids[2] = {&d->tasks, &d->resources};
+        for (int l = 0; l < 2; l++) {
+            for (size_t k = 0; k < ids[l]->len; k++) {
+                uint64_t id = *VEC_AT(ids[l], uint64_t, k), in = 0;
+                /* A node of a deadlock keeps the deadlock's colour when
+                 * another finding (all-asleep) names it too. */
+                if (!deadlock && u64map_get(&g->deadlock, id, &in)) {
+                    continue;
+                }
+                if (dot) {
+                    out_printf(w,
+                               deadlock ? "        \"0x%" PRIx64 "\" [color=red, penwidth=3, "
+                                          "style=filled, fillcolor=\"#ffdddd\"];\n"
+                                        : "    \"0x%" PRIx64 "\" [color=orange, penwidth=2];\n",
+                               id);
+                } else {
+                    out_printf(w, "    class %c0x%" PRIx64 " %s\n", l ? 'r' : 't', id,
+                               deadlock ? "deadlock" : "finding");
+                }
+            }
+        }
+        if (dot && deadlock) {
+            out_puts(w, "    }\n");
+        }
+    }
+    if (!dot && g->red_links.len) {
+        out_puts(w, "    linkStyle ");
+        for (size_t k = 0; k < g->red_links.len; k++) {
+            out_printf(w, "%s%" PRIu64, k ? "," : "", *VEC_AT(&g->red_links, uint64_t, k));
+        }
+        out_puts(w, " stroke:#d00,stroke-width:3px\n");
     }
 }
 
@@ -215,6 +291,10 @@ void out_graph(out_writer *w, const aio_model *m, snarl_format fmt, const ana_re
     if (!out_index_build(&ix, m, w)) {
         return;
     }
+    graph_ctx g = {.w = w, .dot = dot};
+    u64map_init(&g.deadlock);
+    vec_init(&g.red_links, sizeof(uint64_t));
+    g.oom = !out_graph_deadlocks(&g, diag);
     sbuf label, tmp;
     sbuf_init(&label);
     sbuf_init(&tmp);
@@ -225,19 +305,21 @@ void out_graph(out_writer *w, const aio_model *m, snarl_format fmt, const ana_re
     }
     out_graph_nodes(w, m, dot, &label, &tmp);
     for (size_t i = 0; i < m->tasks.len; i++) {
-        out_task_edges(w, &ix, VEC_AT(&m->tasks, aio_task, i), dot);
+        out_task_edges(&g, &ix, VEC_AT(&m->tasks, aio_task, i));
     }
     for (size_t i = 0; i < m->resources.len; i++) {
-        out_member_edges(w, &ix, VEC_AT(&m->resources, aio_resource, i), dot);
-        out_hold_edges(w, &ix, VEC_AT(&m->resources, aio_resource, i), dot);
+        out_member_edges(&g, &ix, VEC_AT(&m->resources, aio_resource, i));
+        out_hold_edges(&g, &ix, VEC_AT(&m->resources, aio_resource, i));
     }
-    out_mark_findings(w, diag, dot);
+    out_mark_findings(&g, diag);
     if (dot) {
         out_puts(w, "}\n");
     }
-    if (label.oom || tmp.oom) {
+    if (label.oom || tmp.oom || g.oom) {
         w->failed = true;
     }
+    u64map_free(&g.deadlock);
+    vec_free(&g.red_links);
     sbuf_free(&label);
     sbuf_free(&tmp);
     out_index_free(&ix);

@@ -30,6 +30,8 @@ static err_t py_gc_walk(py_target *t, uint64_t head, const py_gc_visit *v, uint6
         return ERR_OK;
     }
     p &= PY_GC_PTR_MASK;
+    util_cycle cycle;
+    util_cycle_init(&cycle, p);
     while (p && p != head) {
         if ((*budget)-- == 0) {
             *truncated = true;
@@ -44,6 +46,11 @@ static err_t py_gc_walk(py_target *t, uint64_t head, const py_gc_visit *v, uint6
             return ERR_OK;
         }
         p = next & PY_GC_PTR_MASK;
+        if (util_cycle_step(&cycle, p)) {
+            /* A loop that misses the head: damaged, or torn by a live read. */
+            *truncated = true;
+            return ERR_OK;
+        }
     }
     if (!p) {
         *truncated = true; /* a circular list never holds NULL */

@@ -44,7 +44,11 @@ err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap) {
         snprintf(buf, cap, "?");
         return ERR_READ;
     }
-    return mem_read_cstr(t->m, name, buf, cap < PY_TYPE_NAME_MAX ? cap : PY_TYPE_NAME_MAX);
+    err_t e = mem_read_cstr(t->m, name, buf, cap < PY_TYPE_NAME_MAX ? cap : PY_TYPE_NAME_MAX);
+    if (cap) {
+        util_utf8_scrub(buf); /* raw bytes of the target: make them text */
+    }
+    return e;
 }
 
 static uint64_t py_type_flags(py_target *t, uint64_t type) {

@@ -300,8 +300,12 @@ err_t py_threads(py_target *t, py_threads_result *out) {
             th->base_frame = py_base_frame(t, rd_u64(buf, (size_t)L->ts_datastack_chunk));
             ts = rd_u64(buf, (size_t)L->ts_next);
         }
-        py_thread_names(t, interp, VEC_AT(&out->threads, py_thread, first),
-                        out->threads.len - first);
+        /* An interpreter without threads (a damaged list) names none; the
+         * vector may not even be allocated yet. */
+        if (out->threads.len > first) {
+            py_thread_names(t, interp, VEC_AT(&out->threads, py_thread, first),
+                            out->threads.len - first);
+        }
         if (mem_read_u64(t->m, interp + (uint64_t)L->is_next, &interp) != ERR_OK) {
             out->truncated = true;
             break;

@@ -144,20 +144,55 @@ static bool sym_lookup_in(sym_file *f, const char *name, sym_hit *out) {
     return false;
 }
 
+/* A recorded fact for name, in `only` if given; the first one wins, as the
+ * first file in mapping order does for real lookups. */
+static bool sym_preset_find(sym_table *t, const sym_file *only, const char *name, bool section,
+                            sym_hit *out) {
+    for (size_t k = 0; k < t->npresets; k++) {
+        const sym_preset *p = &t->presets[k];
+        if (p->section != section || !p->name || !p->file || strcmp(p->name, name) != 0) {
+            continue;
+        }
+        for (size_t i = 0; i < t->files.len; i++) {
+            const sym_file *f = VEC_AT(&t->files, sym_file, i);
+            if ((!only || f == only) && strcmp(f->path, p->file) == 0) {
+                out->addr = p->addr;
+                out->size = p->size;
+                out->file = f;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static bool sym_found(sym_table *t, const char *name, bool section, const sym_hit *hit) {
+    if (t->observe) {
+        t->observe(t->observe_ctx, name, section, hit);
+    }
+    return true;
+}
+
 bool sym_lookup(sym_table *t, const sym_file *only, const char *name, sym_hit *out) {
+    if (t->presets) {
+        return sym_preset_find(t, only, name, false, out);
+    }
     for (size_t i = 0; i < t->files.len; i++) {
         sym_file *f = VEC_AT(&t->files, sym_file, i);
         if ((only && f != only) || !sym_file_ready(t, f)) {
             continue;
         }
         if (sym_lookup_in(f, name, out)) {
-            return true;
+            return sym_found(t, name, false, out);
         }
     }
     return false;
 }
 
 bool sym_section(sym_table *t, const sym_file *only, const char *name, sym_hit *out) {
+    if (t->presets) {
+        return sym_preset_find(t, only, name, true, out);
+    }
     for (size_t i = 0; i < t->files.len; i++) {
         sym_file *f = VEC_AT(&t->files, sym_file, i);
         if ((only && f != only) || !sym_file_ready(t, f)) {
@@ -176,7 +211,7 @@ bool sym_section(sym_table *t, const sym_file *only, const char *name, sym_hit *
                 out->addr = sh.sh_addr + f->bias;
                 out->size = sh.sh_size;
                 out->file = f;
-                return true;
+                return sym_found(t, name, true, out);
             }
         }
     }
@@ -184,7 +219,6 @@ bool sym_section(sym_table *t, const sym_file *only, const char *name, sym_hit *
 }
 
 err_t sym_read_file(sym_table *t, const sym_file *f, uint64_t addr, void *dst, size_t size) {
-    (void)t;
     if (!f->elf) {
         return ERR_READ;
     }
@@ -208,6 +242,9 @@ err_t sym_read_file(sym_table *t, const sym_file *f, uint64_t addr, void *dst, s
             }
             done += (size_t)n;
         }
+        if (t->m->observe) {
+            t->m->observe(t->m->observe_ctx, addr, size, dst);
+        }
         return ERR_OK;
     }
     return ERR_READ;
@@ -217,6 +254,13 @@ void sym_describe_files(sym_table *t, sbuf *out, size_t max_files) {
     size_t shown = 0;
     for (size_t i = 0; i < t->files.len; i++) {
         const sym_file *f = VEC_AT(&t->files, sym_file, i);
+        /* A file that was found but could not be read as ELF (a locale
+         * archive, a cache) cannot hold a runtime: naming it would push the
+         * executable's libraries out of the list. */
+        if (f->tried && !f->elf &&
+            (f->map->status == MEM_FILE_OK || f->map->status == MEM_FILE_UNVERIFIED)) {
+            continue;
+        }
         if (shown == max_files) {
             sbuf_printf(out, ", ... (%zu files in all)", t->files.len);
             break;

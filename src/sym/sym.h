@@ -20,16 +20,35 @@ typedef struct sym_file {
     uint64_t bias; /* add to a symbol value to get its address */
 } sym_file;
 
-typedef struct sym_table {
-    mem *m;
-    vec files; /* sym_file, one per distinct mapped path */
-} sym_table;
-
 typedef struct sym_hit {
     uint64_t addr;
     uint64_t size;
     const sym_file *file;
 } sym_hit;
+
+/* A symbol or section fact recorded from a real target, so that an analysis
+ * can be replayed over a memory image without the target's ELF files (the
+ * fuzz targets and the fault-injection tool in tests/fuzz/). */
+typedef struct sym_preset {
+    const char *file; /* the mapped path (mem_map.path) it lives in */
+    const char *name;
+    bool section; /* a section by name rather than a symbol */
+    uint64_t addr, size;
+} sym_preset;
+
+/* Sees every lookup that found something (the recorder of those facts). */
+typedef void (*sym_observer)(void *ctx, const char *name, bool section, const sym_hit *hit);
+
+typedef struct sym_table {
+    mem *m;
+    vec files; /* sym_file, one per distinct mapped path */
+    /* Set after sym_open, both optional. With presets, lookups answer from
+     * them alone and no file is opened; the array is borrowed. */
+    const sym_preset *presets;
+    size_t npresets;
+    sym_observer observe;
+    void *observe_ctx;
+} sym_table;
 
 err_t sym_open(sym_table *t, mem *m);
 void sym_close(sym_table *t);

@@ -315,3 +315,42 @@ TEST(deque_cyclic_block_chain_is_corrupt_after_one_block) {
     vec_free(&out);
     fx_close(&f);
 }
+
+/* util_cycle on successor functions of known shape: i -> next[i]. */
+static uint64_t uc_steps_to_loop(const uint64_t *next, size_t n, uint64_t start,
+                                 uint64_t budget) {
+    util_cycle c;
+    util_cycle_init(&c, start);
+    uint64_t p = start;
+    for (uint64_t steps = 1; steps <= budget; steps++) {
+        if (p >= n) {
+            return 0; /* the walk ended: no loop */
+        }
+        p = next[p];
+        if (util_cycle_step(&c, p)) {
+            return steps;
+        }
+    }
+    return budget + 1;
+}
+
+TEST(util_cycle_finds_a_loop_within_a_few_times_its_length_and_never_on_a_chain) {
+    enum { N = 1000 };
+    uint64_t next[N];
+    for (uint64_t tail = 0; tail < 50; tail += 7) {
+        for (uint64_t len = 1; len < 200; len += 13) {
+            /* A tail of `tail` nodes, then a loop of `len`. */
+            for (uint64_t i = 0; i < tail + len; i++) {
+                next[i] = i + 1 < tail + len ? i + 1 : tail;
+            }
+            uint64_t steps = uc_steps_to_loop(next, N, 0, 100000);
+            CHECK(steps > 0);
+            CHECK(steps <= 2 * (tail + len) + len);
+        }
+    }
+    /* A chain that ends is never called a loop. */
+    for (uint64_t i = 0; i < N; i++) {
+        next[i] = i + 1;
+    }
+    CHECK_EQ(uc_steps_to_loop(next, N, 0, 100000), 0);
+}

@@ -1,8 +1,11 @@
 /* The memory layer over the synthetic image: page-cache reads across page
  * and region boundaries, partly unmapped reads, C strings that run into an
- * unmapped page, mapping lookup and read fault injection. */
+ * unmapped page, mapping lookup and read fault injection; the host backend
+ * (a debugger's callbacks): its block cache and, in a core, its reads of
+ * mapped files. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../src/mem/mem.h"
 #include "unit.h"
@@ -337,4 +340,86 @@ TEST(host_backend_without_required_callbacks_is_a_usage_error) {
     err_record err = {0};
     CHECK(mem_host_open(&err, &host, NULL) == NULL);
     CHECK_EQ(err.code, ERR_USAGE);
+}
+
+TEST(host_backend_reads_blocks_and_marks_the_pages_of_a_hole) {
+    host_fake h = {.reads = 0};
+    for (size_t i = 0; i < sizeof h.mem; i++) {
+        h.mem[i] = (uint8_t)i;
+    }
+    /* 64 KiB blocks: the first block holds the 8 KiB the fake has and 56 KiB
+     * of hole, so it is read whole once, fails, and is read page by page. */
+    snarl_host host = {.ctx = &h,
+                       .read = host_fake_read,
+                       .mappings = host_fake_mappings,
+                       .block_size = 16 * MEM_PAGE_SIZE};
+    err_record err = {0};
+    mem *m = mem_host_open(&err, &host, NULL);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    CHECK_EQ(m->line_size, 16 * MEM_PAGE_SIZE);
+    mem_cache_flush(m);
+    int before = h.reads;
+    uint8_t b[16];
+    CHECK_ERR(mem_read(m, HOST_BASE + 0xff8, 16, b), ERR_OK);
+    CHECK_EQ(b[0], (uint8_t)0xf8);
+    CHECK_EQ(h.reads - before, 1 + 16);
+    CHECK_ERR(mem_read(m, HOST_BASE + MEM_PAGE_SIZE + 0x40, 8, b), ERR_OK); /* cached */
+    CHECK_EQ(b[0], 0x40);
+    CHECK_EQ(h.reads - before, 1 + 16);
+    /* A page of the hole: one exact read, which fails. */
+    CHECK_ERR(mem_read(m, HOST_BASE + 2 * MEM_PAGE_SIZE, 8, b), ERR_READ);
+    CHECK_EQ(h.reads - before, 1 + 16 + 1);
+    /* Across the edge of the hole: fails, the readable part is no excuse. */
+    CHECK_ERR(mem_read(m, HOST_BASE + 2 * MEM_PAGE_SIZE - 4, 8, b), ERR_READ);
+    mem_close(m);
+}
+
+/* A core whose file mapping's pages the debugger cannot supply: the file on
+ * this machine can. */
+static const char *host_file_path;
+
+static int host_file_mappings(void *ctx, snarl_mapping_cb cb, void *cb_ctx) {
+    (void)ctx;
+    snarl_mapping m = {HOST_BASE, HOST_BASE + 2 * MEM_PAGE_SIZE, MEM_PAGE_SIZE, host_file_path};
+    return cb(cb_ctx, &m);
+}
+
+static int host_fail_read(void *ctx, uint64_t addr, size_t len, void *dst) {
+    (void)ctx, (void)addr, (void)len, (void)dst;
+    return -1;
+}
+
+TEST(host_backend_reads_a_core_file_mapping_from_the_file) {
+    char path[] = "/tmp/snarl-unit-XXXXXX";
+    int fd = mkstemp(path);
+    if (!CHECK(fd >= 0)) {
+        return;
+    }
+    uint8_t data[3 * MEM_PAGE_SIZE];
+    for (size_t i = 0; i < sizeof data; i++) {
+        data[i] = (uint8_t)(i / MEM_PAGE_SIZE + 1);
+    }
+    CHECK_EQ(write(fd, data, sizeof data), (ssize_t)sizeof data);
+    close(fd);
+    host_file_path = path;
+    for (int is_core = 0; is_core <= 1; is_core++) {
+        snarl_host host = {
+            .read = host_fail_read, .mappings = host_file_mappings, .is_core = is_core};
+        err_record err = {0};
+        mem *m = mem_host_open(&err, &host, NULL);
+        if (!CHECK(m != NULL)) {
+            break;
+        }
+        CHECK_EQ(VEC_AT(&m->maps, mem_map, 0)->status, MEM_FILE_UNVERIFIED);
+        uint8_t b[4] = {0};
+        /* The mapping starts at file offset one page: the file's second page. */
+        CHECK_ERR(mem_read(m, HOST_BASE + 8, sizeof b, b), is_core ? ERR_OK : ERR_READ);
+        CHECK_EQ(b[0], is_core ? 2 : 0);
+        /* A live process gave what it has: no second guess from files. */
+        CHECK_ERR(mem_read(m, HOST_BASE + 2 * MEM_PAGE_SIZE, sizeof b, b), ERR_READ);
+        mem_close(m);
+    }
+    unlink(path);
 }

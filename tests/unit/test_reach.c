@@ -322,6 +322,28 @@ TEST(reach_a_broken_gc_list_flags_nothing) {
     }
 }
 
+TEST(reach_a_gc_list_that_loops_into_itself_ends_at_once_and_flags_nothing) {
+    for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
+        rh h;
+        aio_model m;
+        if (!CHECK(rh_open(&h, fx_minors[v]))) {
+            return;
+        }
+        uint64_t a = rh_list(&h, 1), b = rh_list(&h, 1);
+        rh_items(&h, a, &b, 1);
+        rh_items(&h, b, &a, 1);
+        rh_link(&h);
+        /* b leads back to a instead of to the head, as a torn read of a
+         * list being relinked can show: without a loop check the walk would
+         * spin through its whole budget of PY_GC_OBJECTS_MAX objects. */
+        rh_w64(&h, b - 16, a - 16);
+        CHECK(!rh_run(&h, a, &m));
+        CHECK(m.reach.incomplete);
+        CHECK(m.reach.objects < 16);
+        rh_close(&h, &m);
+    }
+}
+
 TEST(reach_frozen_and_immortal_objects_are_roots) {
     for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
         rh h;

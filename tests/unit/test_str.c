@@ -394,3 +394,19 @@ TEST(long_accepts_bool_and_rejects_other_types) {
         fx_close(&f);
     }
 }
+
+TEST(util_utf8_len_accepts_valid_sequences_and_rejects_the_rest) {
+    CHECK_EQ(util_utf8_len((const unsigned char *)"a"), 1);
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xC3\xA9"), 2);         /* é */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xE6\xA8\xA1"), 3);     /* 模 */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xF0\x9F\x98\x80"), 4); /* U+1F600 */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xFF"), 0);
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\x80"), 0);             /* stray continuation */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xC0\xAF"), 0);         /* overlong '/' */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xED\xA0\x80"), 0);     /* surrogate */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xF4\x90\x80\x80"), 0); /* past U+10FFFF */
+    CHECK_EQ(util_utf8_len((const unsigned char *)"\xE6\xA8"), 0);         /* cut by the NUL */
+    char s[] = "ok\xFF\xC3\xA9\xE6\xA8";
+    util_utf8_scrub(s);
+    CHECK_STR(s, "ok?\xC3\xA9??");
+}
