@@ -12,8 +12,6 @@
 #define AIO_STACK_SCAN_MAX 64
 /* Locals of one frame we scan for references. */
 #define AIO_LOCALS_SCAN_MAX 256
-/* Attributes of a `self` instance we look through for references. */
-#define AIO_SELF_ATTRS_MAX 64
 
 /* Functions already identified as asyncio's _ContextManagerMixin.__aexit__
  * (value 2) or as something else (value 1). */

@@ -121,6 +121,15 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task) {
             }
             sbuf_free(&r);
         }
+        if (e == ERR_OK && names.len > AIO_LOCALS_MAX) {
+            /* Say where the limit cut, as a last pseudo-local both views show. */
+            char more[64];
+            snprintf(more, sizeof more, "%zu more locals not shown", names.len - AIO_LOCALS_MAX);
+            aio_local *l = vec_push(&f->locals);
+            if (!l || !(l->name = util_strdup("...")) || !(l->repr = util_strdup(more))) {
+                e = ERR_NOMEM;
+            }
+        }
     }
     vec_free(&names);
     return e;
