@@ -89,6 +89,7 @@ def _is_core(inferior):
 def _run(command, arg):
     req = common.parse(command, gdb.string_to_argv(arg), _format.value)
     if req is None:
+        gdb.set_convenience_variable("_snarl_status", 0)
         gdb.write(common.command_help(command) + "\n")
         return
     inferior = gdb.selected_inferior()
@@ -124,7 +125,10 @@ def _run(command, arg):
 
 def _invoke(command, arg):
     """Runs a command; anything but the engine's own errors is a bug, shown
-    as one line unless `set snarl debug on` asks for the traceback."""
+    as one line unless `set snarl debug on` asks for the traceback.
+    $_snarl_status ends as the CLI's exit status would: 2 unless the
+    analysis ran."""
+    gdb.set_convenience_variable("_snarl_status", 2)
     try:
         _run(command, arg)
     except common.UsageError as e:

@@ -21,8 +21,8 @@ finally:
 
 _SCRIPT = os.path.abspath(__file__)
 _PAGE = 4096
-_SYSROOT_HINT = ("pass --sysroot DIR where the target's files live, or load the core after "
-                 "'platform select --sysroot DIR remote-linux'")
+_SYSROOT_HINT = ("load the core after 'platform select --sysroot DIR remote-linux', DIR "
+                 "being where the target's files live (or pass --sysroot DIR)")
 _RUNNING = (lldb.eStateRunning, lldb.eStateStepping, lldb.eStateLaunching,
             lldb.eStateAttaching)
 _STOPPED = (lldb.eStateStopped, lldb.eStateCrashed, lldb.eStateSuspended)

@@ -50,13 +50,15 @@ def test_gdb_prints_what_the_cli_prints(python, mode, command):
     cli, (outs, _, gdb_err) = got["cli"][i], got["gdb"]
     assert cli.status in (0, 1), cli
     g = outs[i]
-    assert g.stderr == "", "gdb said on stderr: %s" % g.stderr
+    # If the debugger died or printed around snarl, its whole stderr says why.
+    context = "gdb's stderr ends: " + gdb_err[-2000:]
+    assert g.stderr == "" and g.stdout, context
     if "json" in command:
         # No field is normalised: gdb keeps the process stopped while snarl
         # reads it (frozen: true, as the CLI's own freeze), names the same
         # executable, and a core is a core to both.
         assert g.doc() == cli.doc()
-    assert g.stdout == cli.stdout
+    assert g.stdout == cli.stdout, context
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -184,13 +186,16 @@ def test_gdb_usage_and_target_errors_are_gdb_errors(host):
                                     "it\nhint: see 'help snarl'\n"),
     ]
     fail_on = debuggers.cli(["check", "--fail-on", "nope", "--format", "json"], host.core)
-    outs, _, _ = gdb_session(_core_setup(host), [c for c, _ in cases] +
-                             ["snarl check --fail-on nope", "snarl tasks --format json"])
+    outs, _, _ = gdb_session(_core_setup(host), [c for c, _ in cases] + [
+        "snarl check --fail-on nope", "output $_snarl_status", "snarl tasks --format json",
+        "output $_snarl_status"])
     for (command, want), got in zip(cases, outs):
         assert (got.stdout, got.stderr) == ("", want), command
-    # The engine's own usage error, worded as the CLI words it.
-    assert outs[-2].stderr == fail_on.stderr
-    assert outs[-1].stderr == "" and outs[-1].doc()["tasks"]
+    # The engine's own usage error, worded as the CLI words it, with its status.
+    assert outs[-4].stderr == fail_on.stderr
+    assert outs[-3].stdout == "%d" % fail_on.status == "2"
+    assert outs[-2].stderr == "" and outs[-2].doc()["tasks"]
+    assert outs[-1].stdout == "0"
 
 
 def test_gdb_refuses_a_running_inferior(host):

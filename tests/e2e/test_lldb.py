@@ -6,8 +6,6 @@ first for a readable failure. Then, on this machine's own interpreter:
 errors as lldb errors (lldb --batch stops at the first failing command, so
 each session ends with the one it tests), a running process, help, and an
 internal error with and without SNARL_DEBUG."""
-import os
-
 import pytest
 
 import debuggers
@@ -37,13 +35,15 @@ def test_lldb_prints_what_the_cli_prints(python, mode, command):
     cli, (outs, _, lldb_err) = got["cli"][i], got["lldb"]
     assert cli.status in (0, 1), cli
     l = outs[i]
-    assert l.stderr == "", "lldb said on stderr: %s" % (l.stderr or lldb_err[-2000:])
+    # If the debugger died or printed around snarl, its whole stderr says why.
+    context = "lldb's stderr ends: " + lldb_err[-2000:]
+    assert l.stderr == "" and l.stdout, context
     if "json" in command:
         # No field is normalised: lldb keeps the process stopped while snarl
         # reads it (frozen: true, as the CLI's own freeze), names the same
         # executable, and a core is a core to both.
         assert l.doc() == cli.doc()
-    assert l.stdout == cli.stdout
+    assert l.stdout == cli.stdout, context
 
 
 @pytest.fixture(scope="module")
