@@ -14,9 +14,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
-from harness import ROOT, SNARL, Sample
+import pytest
+
+from harness import ROOT, SNARL, Sample, wait_watcher_gone
 
 EXTENSION = os.path.join(ROOT, "build", "_snarl.abi3.so")
 GDB_SCRIPT = os.path.join(ROOT, "plugin", "snarl_gdb.py")
@@ -42,9 +43,6 @@ COMMANDS = (
 # One debugger session: starting it, loading the symbols of a debug build
 # and reading the target fifteen times; generous for a loaded CI machine.
 SESSION_TIMEOUT = 600
-# The sample's recording thread ends right after READY; it is gone well
-# within this many seconds even on a loaded machine.
-WATCHER_EXIT_TIMEOUT = 60
 _MARK = "@@snarl-test@@"
 
 _RUNS = {}
@@ -76,6 +74,15 @@ def _split(text, count):
     return parts[1:count + 1] + [""] * (count + 1 - len(parts))
 
 
+def _session(argv, count, timeout):
+    """Runs a debugger; its output cut at the markers into count Outcomes."""
+    out = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    stdout = out.stdout.decode("utf-8", errors="replace")
+    stderr = out.stderr.decode("utf-8", errors="replace")
+    outs = [Outcome(o, e) for o, e in zip(_split(stdout, count), _split(stderr, count))]
+    return outs, out.returncode, stderr
+
+
 def gdb_session(setup, commands, timeout=SESSION_TIMEOUT):
     """Runs gdb --batch -nx with the plugin sourced: the setup commands
     (e.g. "attach PID"), then each command; returns (Outcome per command,
@@ -87,12 +94,7 @@ def gdb_session(setup, commands, timeout=SESSION_TIMEOUT):
     for c in commands:
         argv += ["-ex", mark, "-ex", c]
     argv += ["-ex", mark]
-    out = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    stdout = out.stdout.decode("utf-8", errors="replace")
-    stderr = out.stderr.decode("utf-8", errors="replace")
-    outs = [Outcome(o, e) for o, e in zip(_split(stdout, len(commands)),
-                                           _split(stderr, len(commands)))]
-    return outs, out.returncode, stderr
+    return _session(argv, len(commands), timeout)
 
 
 def lldb_session(setup, commands, timeout=SESSION_TIMEOUT, argv_extra=()):
@@ -108,12 +110,7 @@ def lldb_session(setup, commands, timeout=SESSION_TIMEOUT, argv_extra=()):
     for c in commands:
         argv += ["-o", mark, "-o", c]
     argv += ["-o", mark]
-    out = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    stdout = out.stdout.decode("utf-8", errors="replace")
-    stderr = out.stderr.decode("utf-8", errors="replace")
-    outs = [Outcome(o, e) for o, e in zip(_split(stdout, len(commands)),
-                                           _split(stderr, len(commands)))]
-    return outs, out.returncode, stderr
+    return _session(argv, len(commands), timeout)
 
 
 def cli(words, target):
@@ -145,16 +142,6 @@ def lldb_setup(python, pid=None, core=None):
     return setup + ["target create -c %s %s" % (core, executable(python))]
 
 
-def _wait_watcher_gone(pid, truth):
-    watcher = truth.get("watcher") or {}
-    if not watcher.get("exits"):
-        return
-    path = "/proc/%d/task/%d" % (pid, watcher["native_id"])
-    deadline = time.monotonic() + WATCHER_EXIT_TIMEOUT
-    while os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the sample's recording thread did not end")
-        time.sleep(0.01)
 
 
 def _words(command, task):
@@ -187,7 +174,7 @@ def run(python):
     result = {}
     try:
         with Sample(python, SAMPLE, work) as s:
-            _wait_watcher_gone(s.pid, s.truth)
+            wait_watcher_gone(s.pid, s.truth)
             result["truth"] = s.truth
             tasks = cli(["tasks", "--format", "json"], s.pid)
             if tasks.status != 0:
@@ -218,7 +205,7 @@ class HostTarget:
     def __enter__(self):
         s = self.sample.__enter__()
         try:
-            _wait_watcher_gone(s.pid, s.truth)
+            wait_watcher_gone(s.pid, s.truth)
             self.pid = s.pid
             self.core = s.gcore(self.work)
         except BaseException:
@@ -235,3 +222,28 @@ class HostTarget:
 def host_python(pythons):
     """A release build that runs at this machine's root, or None."""
     return next((p for p in pythons if p.root == "/" and not p.debug), None)
+
+
+def result(python, mode):
+    """One interpreter's runs (made once per session) for mode."""
+    run_ = run(python)
+    if "error" in run_:
+        pytest.fail(run_["error"])
+    return run_[mode]
+
+
+def assert_prints_what_the_cli_prints(got, debugger, command):
+    """The debugger's output for command equals the CLI's, byte for byte."""
+    i = COMMANDS.index(command)
+    cli_out, (outs, _, err) = got["cli"][i], got[debugger]
+    assert cli_out.status in (0, 1), cli_out
+    mine = outs[i]
+    # If the debugger died or printed around snarl, its whole stderr says why.
+    context = "%s's stderr ends: %s" % (debugger, err[-2000:])
+    assert mine.stderr == "" and mine.stdout, context
+    if "json" in command:
+        # No field is normalised: the debugger keeps the process stopped
+        # while snarl reads it (frozen: true, as the CLI's own freeze), names
+        # the same executable, and a core is a core to both.
+        assert mine.doc() == cli_out.doc()
+    assert mine.stdout == cli_out.stdout, context

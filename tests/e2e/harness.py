@@ -4,7 +4,7 @@ import json
 import os
 import select
 import shutil
-import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -14,6 +14,9 @@ SAMPLES = os.path.join(ROOT, "samples")
 SNARL = os.path.join(ROOT, "build", "snarl")
 # A sample settles in well under a second; allow for a loaded CI machine.
 READY_TIMEOUT = 120
+# A sample's recording thread ends right after READY; it is gone well
+# within this many seconds even on a loaded machine.
+WATCHER_EXIT_TIMEOUT = 60
 
 
 class Sample:
@@ -85,3 +88,31 @@ WATCHER = "snarl-sample-watcher"  # the samples' READY thread, not in the truth
 def sample_threads(doc):
     """The threads of a snarl document that the sample's truth describes."""
     return [t for t in doc["threads"] if t["name"] != WATCHER]
+
+
+def wait_watcher_gone(pid, truth):
+    """The sample's recording thread ends after READY: wait until the
+    kernel no longer lists it (its Python thread state is gone before)."""
+    watcher = truth.get("watcher") or {}
+    if not watcher.get("exits"):
+        return
+    path = "/proc/%d/task/%d" % (pid, watcher["native_id"])
+    deadline = time.monotonic() + WATCHER_EXIT_TIMEOUT
+    while os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the sample's recording thread %d did not end" %
+                               watcher["native_id"])
+        time.sleep(0.01)
+
+
+def core_segments(data):
+    """(address, file offset, size in the file) of a core's PT_LOAD
+    segments that hold bytes; data is the core file's contents."""
+    phoff = struct.unpack_from("<Q", data, 32)[0]
+    phnum = struct.unpack_from("<H", data, 56)[0]
+    out = []
+    for i in range(phnum):
+        typ, _, off, va, _, fsz, _, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * 56)
+        if typ == 1 and fsz:
+            out.append((va, off, fsz))
+    return out

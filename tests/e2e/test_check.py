@@ -18,16 +18,14 @@ and the verdict, the exit status, --fail-on, the text report, and the
 holders and resolvers of the resources.
 """
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from harness import Sample, run_snarl
+from harness import Sample, run_snarl, wait_watcher_gone
 
 SAMPLES = (
     "diag_lock_reacquire.py", "diag_sem_reacquire.py", "diag_lock_cycle.py",
@@ -47,9 +45,6 @@ KINDS = ("await-cycle", "lock-cycle", "lock-reacquire", "wake-cycle", "all-aslee
 DEADLOCK_KINDS = ("await-cycle", "lock-cycle", "lock-reacquire", "wake-cycle")
 # The sample on which a bad --fail-on is tried (any sample would do).
 USAGE_SAMPLE = "diag_all_asleep.py"
-# The sample's recording thread ends right after READY; it is gone well
-# within this many seconds even on a loaded machine.
-WATCHER_EXIT_TIMEOUT = 60
 SHOWN_MISMATCHES = 40
 DEADLOCK_LINE = re.compile(r"Found (\d+) asyncio deadlocks?\b")
 
@@ -114,19 +109,6 @@ def _runs_on(target, truth, sample):
     return runs
 
 
-def _wait_watcher_gone(pid, truth):
-    """The sample's recording thread ends after READY: wait until the
-    kernel no longer lists it (its Python thread state is gone before)."""
-    watcher = truth.get("watcher") or {}
-    if not watcher.get("exits"):
-        return
-    path = "/proc/%d/task/%d" % (pid, watcher["native_id"])
-    deadline = time.monotonic() + WATCHER_EXIT_TIMEOUT
-    while os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the sample's recording thread %d did not end" %
-                               watcher["native_id"])
-        time.sleep(0.01)
 
 
 def _run(python, sample):
@@ -138,7 +120,7 @@ def _run(python, sample):
     try:
         with Sample(python, sample, work) as s:
             run["truth"] = s.truth
-            _wait_watcher_gone(s.pid, s.truth)
+            wait_watcher_gone(s.pid, s.truth)
             run["live"] = _runs_on(s.pid, s.truth, sample)
             if shutil.which("gcore"):
                 try:

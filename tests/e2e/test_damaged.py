@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 import pythons
-from harness import ROOT, Sample, SNARL
+from harness import ROOT, SNARL, Sample, core_segments
 
 # Mutated copies per run and words overwritten in each: enough to reach
 # every field the walkers read near the objects, quick enough for CI.
@@ -24,17 +24,6 @@ SPAN = (-64, 448)
 SANITIZED = os.path.join(ROOT, "build", "asan", "snarl")
 
 
-def _segments(data):
-    phoff = struct.unpack_from("<Q", data, 32)[0]
-    phnum = struct.unpack_from("<H", data, 56)[0]
-    out = []
-    for i in range(phnum):
-        typ, _, off, va, _, fsz, _, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * 56)
-        if typ == 1 and fsz:
-            out.append((va, off, fsz))
-    return out
-
-
 def _file_offset(segs, addr):
     for va, off, fsz in segs:
         if va <= addr < va + fsz - 8:
@@ -42,19 +31,28 @@ def _file_offset(segs, addr):
     return None
 
 
-@pytest.mark.skipif(not shutil.which("gcore"), reason="gcore (gdb) not installed")
-def test_wild_words_in_task_objects_never_crash_or_hang(tmp_path):
-    host = [p for p in pythons.PYTHONS if p.root == "/" and not p.debug]
-    if not host:
-        pytest.skip("no host interpreter")
-    with Sample(host[0], "diag_lock_cycle.py", tmp_path) as s:
+def _core_and_tasks(tmp_path, python=None, sysroot=()):
+    """A gcore core of the lock-cycle sample (under a host interpreter by
+    default), the snarl binary to read it with, and its tasks document."""
+    if python is None:
+        host = [p for p in pythons.PYTHONS if p.root == "/" and not p.debug]
+        if not host:
+            pytest.skip("no host interpreter")
+        python = host[0]
+    with Sample(python, "diag_lock_cycle.py", tmp_path) as s:
         core = s.gcore(str(tmp_path))
     snarl = SANITIZED if os.access(SANITIZED, os.X_OK) else SNARL
-    doc = json.loads(subprocess.run([snarl, "tasks", "--format", "json", core],
+    doc = json.loads(subprocess.run([snarl, "tasks", "--format", "json"] + list(sysroot) + [core],
                                     capture_output=True, check=True).stdout)
+    return snarl, core, doc
+
+
+@pytest.mark.skipif(not shutil.which("gcore"), reason="gcore (gdb) not installed")
+def test_wild_words_in_task_objects_never_crash_or_hang(tmp_path):
+    snarl, core, doc = _core_and_tasks(tmp_path)
     addrs = [int(x["id"], 16) for key in ("tasks", "resources", "loops") for x in doc[key]]
     data = bytearray(open(core, "rb").read())
-    segs = _segments(data)
+    segs = core_segments(data)
     targets = [o for o in (_file_offset(segs, a) for a in addrs) if o is not None]
     assert targets
     rng = random.Random(7)
@@ -97,17 +95,10 @@ def test_a_gc_list_that_loops_into_itself_ends_at_once_and_is_said(tmp_path):
     """Every task is a GC object; its PyGC_Head (16 bytes before it) starts
     with the next link. Pointing one task's link back at an earlier task
     makes the generation list a loop that never reaches its head."""
-    host = [p for p in pythons.PYTHONS if p.root == "/" and not p.debug]
-    if not host:
-        pytest.skip("no host interpreter")
-    with Sample(host[0], "diag_lock_cycle.py", tmp_path) as s:
-        core = s.gcore(str(tmp_path))
-    snarl = SANITIZED if os.access(SANITIZED, os.X_OK) else SNARL
-    doc = json.loads(subprocess.run([snarl, "tasks", "--format", "json", core],
-                                    capture_output=True, check=True).stdout)
+    snarl, core, doc = _core_and_tasks(tmp_path)
     tasks = sorted(int(t["id"], 16) for t in doc["tasks"])
     data = bytearray(open(core, "rb").read())
-    segs = _segments(data)
+    segs = core_segments(data)
     for t in tasks:
         _patch(data, segs, t - 16, tasks[0] - 16)
     damaged = str(tmp_path / "looped.core")
@@ -132,14 +123,10 @@ def test_a_task_list_that_loops_into_itself_ends_at_once_and_is_said(tmp_path):
     newer = [p for p in pythons.PYTHONS if p.minor in ("3.14", "3.15") and not p.debug]
     if not newer:
         pytest.skip("no 3.14+ interpreter")
-    with Sample(newer[0], "diag_lock_cycle.py", tmp_path) as s:
-        core = s.gcore(str(tmp_path))
     sysroot = ["--sysroot", newer[0].root] if newer[0].root != "/" else []
-    snarl = SANITIZED if os.access(SANITIZED, os.X_OK) else SNARL
-    doc = json.loads(subprocess.run([snarl, "tasks", "--format", "json"] + sysroot + [core],
-                                    capture_output=True, check=True).stdout)
+    snarl, core, doc = _core_and_tasks(tmp_path, newer[0], sysroot)
     data = bytearray(open(core, "rb").read())
-    segs = _segments(data)
+    segs = core_segments(data)
     # Find a task's node: the word inside the task that points at another
     # task's same word (its next) and whose neighbour points back (prev).
     ids = [int(t["id"], 16) for t in doc["tasks"] if t["type"] == "_asyncio.Task"]

@@ -45,13 +45,6 @@ sys.stdout.write(out)
 """
 
 
-@pytest.fixture(scope="module")
-def host():
-    python = debuggers.host_python(pythons.PYTHONS)
-    if not python:
-        pytest.skip("no release interpreter at this machine's root")
-    with debuggers.HostTarget(python) as target:
-        yield target
 
 
 def _host_interpreters():

@@ -13,14 +13,13 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import time
 
 import pytest
 
 import debuggers
-import pythons
+from harness import core_segments
 from debuggers import COMMANDS, GDB, gdb_session
 
 pytestmark = [
@@ -35,47 +34,22 @@ GDBSERVER_TIMEOUT = 60
 PTY_TIMEOUT = 120
 
 
-def _result(python, mode):
-    run = debuggers.run(python)
-    if "error" in run:
-        pytest.fail(run["error"])
-    return run[mode]
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_gdb_prints_what_the_cli_prints(python, mode, command):
-    got = _result(python, mode)
-    i = COMMANDS.index(command)
-    cli, (outs, _, gdb_err) = got["cli"][i], got["gdb"]
-    assert cli.status in (0, 1), cli
-    g = outs[i]
-    # If the debugger died or printed around snarl, its whole stderr says why.
-    context = "gdb's stderr ends: " + gdb_err[-2000:]
-    assert g.stderr == "" and g.stdout, context
-    if "json" in command:
-        # No field is normalised: gdb keeps the process stopped while snarl
-        # reads it (frozen: true, as the CLI's own freeze), names the same
-        # executable, and a core is a core to both.
-        assert g.doc() == cli.doc()
-    assert g.stdout == cli.stdout, context
+    debuggers.assert_prints_what_the_cli_prints(debuggers.result(python, mode), "gdb", command)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_gdb_status_variable_is_the_cli_exit_status(python, mode):
-    got = _result(python, mode)
+    got = debuggers.result(python, mode)
     statuses = [int(s) for s in got["gdb_status"]]
     assert statuses == [c.status for c in got["cli"]]
     assert 1 in statuses and 0 in statuses  # check found; --fail-on narrowed
 
 
-@pytest.fixture(scope="module")
-def host():
-    python = debuggers.host_python(pythons.PYTHONS)
-    if not python:
-        pytest.skip("no release interpreter at this machine's root")
-    with debuggers.HostTarget(python) as target:
-        yield target
 
 
 def _core_setup(host):
@@ -117,14 +91,7 @@ def test_gdb_through_gdbserver_on_loopback_prints_what_the_cli_prints(host):
 
 def _segments(data):
     """(file offset, size) of a core's PT_LOAD segments that hold bytes."""
-    phoff = struct.unpack_from("<Q", data, 32)[0]
-    phnum = struct.unpack_from("<H", data, 56)[0]
-    out = []
-    for i in range(phnum):
-        typ, _, off, _, _, size, _, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * 56)
-        if typ == 1 and size and off + size <= len(data):
-            out.append((off, size))
-    return out
+    return [(off, size) for _, off, size in core_segments(data) if off + size <= len(data)]
 
 
 def _damage(core, dest, how):

@@ -9,7 +9,6 @@ internal error with and without SNARL_DEBUG."""
 import pytest
 
 import debuggers
-import pythons
 from debuggers import COMMANDS, LLDB, lldb_session
 
 pytestmark = [
@@ -20,39 +19,14 @@ pytestmark = [
 MODES = ("live", "core")
 
 
-def _result(python, mode):
-    run = debuggers.run(python)
-    if "error" in run:
-        pytest.fail(run["error"])
-    return run[mode]
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_lldb_prints_what_the_cli_prints(python, mode, command):
-    got = _result(python, mode)
-    i = COMMANDS.index(command)
-    cli, (outs, _, lldb_err) = got["cli"][i], got["lldb"]
-    assert cli.status in (0, 1), cli
-    l = outs[i]
-    # If the debugger died or printed around snarl, its whole stderr says why.
-    context = "lldb's stderr ends: " + lldb_err[-2000:]
-    assert l.stderr == "" and l.stdout, context
-    if "json" in command:
-        # No field is normalised: lldb keeps the process stopped while snarl
-        # reads it (frozen: true, as the CLI's own freeze), names the same
-        # executable, and a core is a core to both.
-        assert l.doc() == cli.doc()
-    assert l.stdout == cli.stdout, context
+    debuggers.assert_prints_what_the_cli_prints(debuggers.result(python, mode), "lldb", command)
 
 
-@pytest.fixture(scope="module")
-def host():
-    python = debuggers.host_python(pythons.PYTHONS)
-    if not python:
-        pytest.skip("no release interpreter at this machine's root")
-    with debuggers.HostTarget(python) as target:
-        yield target
 
 
 def _core(host):
