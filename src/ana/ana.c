@@ -355,6 +355,46 @@ static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
     return true;
 }
 
+static err_t ana_report_cycle(ana_ctx *c, const uint32_t *ring, size_t n, bool wake, bool lock,
+                              size_t tasks);
+
+/* Lists an SCC's nodes (marked in in_scc) the way its edges run: from its
+ * last task on the stack, each next node is the first successor in the SCC
+ * not yet listed. A plain ring comes out whole, in order, so that "A waits
+ * for L1 (held by B), which waits for L2 (held by C)" reads true; nodes an
+ * SCC of several rings leaves off the walk follow in stack order. Clears
+ * in_scc of each node it lists. */
+static void ana_ring_order(ana_ctx *c, const uint32_t *nodes, size_t n, uint32_t *out) {
+    const ana_graph *g = &c->g;
+    size_t k = 0;
+    uint32_t cur = nodes[n - 1];
+    for (size_t i = n; i-- > 0;) {
+        if (nodes[i] < g->ntasks) {
+            cur = nodes[i];
+            break;
+        }
+    }
+    for (bool more = true; more;) {
+        out[k++] = cur;
+        c->in_scc[cur] = false;
+        more = false;
+        const vec *edges = &g->out[cur];
+        for (size_t e = 0; e < edges->len && !more; e++) {
+            uint32_t to = (uint32_t)VEC_AT(edges, ana_edge, e)->to;
+            if (c->in_scc[to]) {
+                cur = to;
+                more = true;
+            }
+        }
+    }
+    for (size_t i = n; i-- > 0;) {
+        if (c->in_scc[nodes[i]]) {
+            out[k++] = nodes[i];
+            c->in_scc[nodes[i]] = false;
+        }
+    }
+}
+
 static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     ana_ctx *c = ctx;
     const ana_graph *g = &c->g;
@@ -381,12 +421,29 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
             }
         }
     }
+    uint32_t *ring = closed ? util_alloc(n * sizeof *ring) : NULL;
+    if (ring) {
+        ana_ring_order(c, nodes, n, ring); /* clears in_scc as it goes */
+    }
     for (size_t i = 0; i < n; i++) {
         c->in_scc[nodes[i]] = false;
     }
     if (!closed) {
         return ERR_OK;
     }
+    if (!ring) {
+        return ERR_NOMEM;
+    }
+    err_t e = ana_report_cycle(c, ring, n, wake, lock, tasks);
+    util_free(ring);
+    return e;
+}
+
+/* Reports one closed cycle whose nodes ring lists in the order its edges
+ * run (a task, what it waits for, who holds or would wake that, ...). */
+static err_t ana_report_cycle(ana_ctx *c, const uint32_t *ring, size_t n, bool wake, bool lock,
+                              size_t tasks) {
+    const ana_graph *g = &c->g;
     /* One task and its own lock: a re-acquire, reported on its own. */
     if (lock && !wake && tasks == 1) {
         return ERR_OK;
@@ -396,11 +453,9 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     if (!d) {
         return ERR_NOMEM;
     }
-    /* Nodes come off the stack in reverse discovery order: list them the
-     * way the edges run. */
-    for (size_t i = n; i-- > 0;) {
-        bool ok = nodes[i] < g->ntasks ? u64vec_push(&d->tasks, ana_task(g, nodes[i])->id)
-                                       : u64vec_push(&d->resources, ana_res(g, nodes[i])->id);
+    for (size_t i = 0; i < n; i++) {
+        bool ok = ring[i] < g->ntasks ? u64vec_push(&d->tasks, ana_task(g, ring[i])->id)
+                                      : u64vec_push(&d->resources, ana_res(g, ring[i])->id);
         if (!ok) {
             return ERR_NOMEM;
         }

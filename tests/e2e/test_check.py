@@ -370,6 +370,34 @@ def test_holders_and_resolvers(python, snarl, sample, mode):
 
 @sample_param
 @mode_param
+def test_a_lock_cycle_lists_its_tasks_and_locks_the_way_the_ring_runs(python, snarl, sample,
+                                                                       mode):
+    """In a lock-cycle, task i waits for resource i (the task's own record
+    of what it waits on), and resource i is held by task i+1 (the holder's
+    own record, DiagTruth.held): the summary reads "A waits for L1 (held by
+    B), which waits for L2 (held by C)..." and must be true link by link."""
+    truth, doc = _doc(python, sample, mode)
+    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
+    if not cycles:
+        pytest.skip("no lock-cycle in this sample")
+    waits = {t["id"]: (t["waits"] or {}).get("id") for t in truth["tasks"]}
+    wrong = []
+    for d in cycles:
+        ts, rs = d["tasks"], d["resources"]
+        if len(ts) != len(rs):
+            wrong.append("%d tasks, %d resources: %s" % (len(ts), len(rs), d["summary"]))
+            continue
+        for i, (t, r) in enumerate(zip(ts, rs)):
+            nxt = ts[(i + 1) % len(ts)]
+            if waits.get(t) != r or nxt not in truth["holders"].get(r, ()):
+                wrong.append("link %d: %s waits %s, %s holds %s: %s" % (
+                    i, _names([t], truth, doc), waits.get(t), _names([nxt], truth, doc),
+                    truth["holders"].get(r), d["summary"]))
+    _report(wrong)
+
+
+@sample_param
+@mode_param
 def test_nobody_holds_an_unlocked_lock_or_condition(python, snarl, sample, mode):
     """A Lock or Condition the tasks refer to that is not locked at rest
     (released after `async with`, or a Condition, and its own Lock, while
