@@ -22,9 +22,10 @@ WATCHER_EXIT_TIMEOUT = 60
 class Sample:
     """A running sample process; use as a context manager."""
 
-    def __init__(self, python, name, tmp):
+    def __init__(self, python, name, tmp, args=()):
         self.python = python
         self.name = name
+        self.args = list(args)  # after the truth path
         # The sample runs inside the interpreter's root (a chroot for some),
         # so copy the samples there.
         base = python.host_path("/tmp")
@@ -39,7 +40,7 @@ class Sample:
         truth = self.python.guest_path(self.truth_path)
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
         env.pop("PYTHONPATH", None)
-        self.proc = subprocess.Popen(list(self.python.argv) + [script, truth],
+        self.proc = subprocess.Popen(list(self.python.argv) + [script, truth] + self.args,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env, text=True)
         # Wait for the line with a deadline: a sample that hangs before READY
