@@ -32,7 +32,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 PROBE_OBJ := $(PROBE_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all clean check unit e2e asan install format provision bench fuzz fuzz-build fuzz-ci \
-        fuzz-regress faults
+        fuzz-regress fuzz-afl faults
 
 all: $(BUILD)/snarl $(BUILD)/snarl-unit $(BUILD)/snarl-probe $(BUILD)/snarl-record \
      $(BUILD)/snarl-faults
@@ -145,12 +145,25 @@ fuzz-build:
 $(BUILD)/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FZ_OBJ) $(BUILD)/libsnarl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 
+# Keep the targets' objects (make deletes what a pattern chain makes).
+.SECONDARY: $(FUZZ_TARGETS:%=$(BUILD)/obj/tests/fuzz/fuzz_%.o)
+
 # Every committed seed and regression input, run once through each target.
 fuzz-regress: fuzz-build
 	sh tests/fuzz/run.sh regress
 
 fuzz: fuzz-build
 	sh tests/fuzz/run.sh fuzz $(FUZZ_TIME)
+
+# The same core and sym targets under AFL++ (its mutations and scheduling,
+# beside libFuzzer's); AFL++ takes inputs up to 1 MB, so not the engine's
+# images. FUZZ_TIME seconds per target; findings in build/afl/out/TARGET.
+AFL_TARGETS := core sym
+
+fuzz-afl:
+	$(MAKE) --no-print-directory BUILD=build/afl CC=afl-clang-fast CFLAGS="-O1 -g $(FUZZ_SAN)" \
+	        LDFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer" $(AFL_TARGETS:%=build/afl/fuzz-%)
+	sh tests/fuzz/run.sh afl $(FUZZ_TIME) $(AFL_TARGETS)
 
 # What `make check` runs: the regression inputs, then a short pass per target.
 fuzz-ci: fuzz-build
@@ -174,10 +187,12 @@ install: $(BUILD)/snarl
 	install -m 755 $(BUILD)/snarl $(DESTDIR)$(PREFIX)/bin/snarl
 
 format:
-	clang-format -i $(ENGINE_SRC) $(CLI_SRC) $(UNIT_SRC) $(wildcard src/*/*.h) src/snarl.h
+	clang-format -i $(ENGINE_SRC) $(CLI_SRC) $(UNIT_SRC) $(wildcard src/*/*.h) src/snarl.h \
+	    plugin/snarl_ext.c $(wildcard tests/fuzz/*.[ch])
 
 clean:
 	rm -rf $(BUILD)
 
 -include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PROBE_OBJ:.o=.d) \
          $(BUILD)/obj/plugin/snarl_ext.d
+-include $(wildcard $(BUILD)/obj/tests/fuzz/*.d)

@@ -36,19 +36,25 @@ typedef struct fz_mem {
 
 static err_t fz_mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
     const fz_mem *fm = (const fz_mem *)m;
-    uint64_t end = addr + len; /* mem_read rules out wrapping */
-    for (uint64_t pg = addr / MEM_PAGE_SIZE; pg <= (end - 1) / MEM_PAGE_SIZE; pg++) {
+    /* The last byte, not one past it: the page cache reads the top page of
+     * the address space, whose end wraps to 0. */
+    uint64_t last = addr + (len - 1);
+    if (len == 0 || last < addr) {
+        return len == 0 ? ERR_OK : ERR_READ;
+    }
+    for (uint64_t pg = addr / MEM_PAGE_SIZE; pg <= last / MEM_PAGE_SIZE; pg++) {
         if (!u64set_has(&fm->pages, pg + 1)) {
             return ERR_READ;
         }
     }
     memset(dst, 0, len);
-    /* First segment ending after addr: ends are sorted as starts are. */
+    /* First segment whose last byte is at or after addr: segments do not
+     * overlap, so their ends are sorted as their starts are. */
     size_t lo = 0, hi = fm->segs.len;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const fz_seg *sg = VEC_AT(&fm->segs, fz_seg, mid);
-        if (sg->addr + sg->len <= addr) {
+        if (sg->addr + (sg->len - 1) < addr) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -56,12 +62,13 @@ static err_t fz_mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
     }
     for (size_t i = lo; i < fm->segs.len; i++) {
         const fz_seg *sg = VEC_AT(&fm->segs, fz_seg, i);
-        if (sg->addr >= end) {
+        if (sg->addr > last) {
             break;
         }
         uint64_t a = sg->addr > addr ? sg->addr : addr;
-        uint64_t b = sg->addr + sg->len < end ? sg->addr + sg->len : end;
-        memcpy((uint8_t *)dst + (a - addr), sg->data + (a - sg->addr), (size_t)(b - a));
+        uint64_t sg_last = sg->addr + (sg->len - 1);
+        uint64_t b = sg_last < last ? sg_last : last;
+        memcpy((uint8_t *)dst + (a - addr), sg->data + (a - sg->addr), (size_t)(b - a) + 1);
     }
     return ERR_OK;
 }
@@ -216,10 +223,10 @@ bool fz_image_load(fz_image *img, err_record *err, const uint8_t *data, size_t l
                 s->len = n - 8;
                 s->data = p + 8;
                 s->order = fm->segs.len;
-                /* A segment that runs to the end of the address space is
-                 * cut short of it, so that addr + len never wraps. */
-                if (s->addr + s->len < s->addr || s->addr + s->len == 0) {
-                    s->len = (size_t)(UINT64_MAX - s->addr);
+                /* A segment that runs past the end of the address space is
+                 * cut at it: its last byte, addr + len - 1, never wraps. */
+                if (s->len && s->addr + (s->len - 1) < s->addr) {
+                    s->len = (size_t)(UINT64_MAX - s->addr) + 1;
                 }
             }
         } else if (type == FZ_REC_RUN && n >= 11 && img->runs.len < FZ_RUNS_MAX) {
