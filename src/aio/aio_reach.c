@@ -120,18 +120,6 @@ static aio_rkind aio_reach_kind(aio_reach *r, uint64_t type) {
     return k;
 }
 
-static err_t aio_reach_push(vec *out, uint64_t ref) {
-    if (!ref) {
-        return ERR_OK;
-    }
-    uint64_t *slot = vec_push(out);
-    if (!slot) {
-        return ERR_NOMEM;
-    }
-    *slot = ref;
-    return ERR_OK;
-}
-
 static err_t aio_reach_fields(py_target *t, uint64_t obj, const int32_t *offs, size_t n, vec *out) {
     for (size_t i = 0; i < n; i++) {
         uint64_t v;
@@ -141,7 +129,7 @@ static err_t aio_reach_fields(py_target *t, uint64_t obj, const int32_t *offs, s
         if (mem_read_u64(t->m, obj + (uint64_t)offs[i], &v) != ERR_OK) {
             return ERR_READ;
         }
-        err_t e = aio_reach_push(out, v);
+        err_t e = py_ref_push(out, v);
         if (e != ERR_OK) {
             return e;
         }
@@ -172,7 +160,7 @@ static err_t aio_reach_future_refs(aio_reach *r, uint64_t obj, uint64_t type, bo
         task ? A->task_fut_waiter : PY_NONE,
     };
     /* 3.12 made the _asyncio types heap types, whose instances visit them. */
-    err_t e = t->L.heap_c_types ? aio_reach_push(out, type) : ERR_OK;
+    err_t e = t->L.heap_c_types ? py_ref_push(out, type) : ERR_OK;
     if (e == ERR_OK) {
         e = aio_reach_fields(t, obj, offs, ARRAY_LEN(offs), out);
     }
@@ -204,10 +192,10 @@ static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *leg
     case AIO_RK_FUTURE:
         return aio_reach_future_refs(r, obj, type, false, &r->scratch);
     case AIO_RK_FUTUREITER:
-        e = heap_types ? aio_reach_push(&r->scratch, type) : ERR_OK;
+        e = heap_types ? py_ref_push(&r->scratch, type) : ERR_OK;
         return e == ERR_OK ? aio_reach_fields(t, obj, iter, ARRAY_LEN(iter), &r->scratch) : e;
     case AIO_RK_STEPWRAPPER:
-        e = heap_types ? aio_reach_push(&r->scratch, type) : ERR_OK;
+        e = heap_types ? py_ref_push(&r->scratch, type) : ERR_OK;
         return e == ERR_OK ? aio_reach_fields(t, obj, wrapper, ARRAY_LEN(wrapper), &r->scratch) : e;
     case AIO_RK_OTHER:
         *complete = false;

@@ -62,6 +62,8 @@ void out_json_warnings(out_writer *w, const aio_model *m);
 void out_json_frames(out_writer *w, const vec *frames);
 /* "0x..." or null for 0. */
 void out_json_addr(out_writer *w, uint64_t addr);
+/* A JSON array of addresses ("0x..." strings) from a vector of uint64_t. */
+void out_json_addrs(out_writer *w, const vec *ids);
 
 /* Task and resource lookups by id for one rendering: the views follow many
  * edges, and a search through the model per edge would be quadratic. */

@@ -110,16 +110,11 @@ void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *dia
         const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
         out_puts(w, i ? ",{\"kind\":" : "{\"kind\":");
         out_json_str(w, ana_kind_name(d->kind));
-        out_puts(w, ",\"tasks\":[");
-        for (size_t k = 0; k < d->tasks.len; k++) {
-            out_printf(w, "%s\"0x%" PRIx64 "\"", k ? "," : "", *VEC_AT(&d->tasks, uint64_t, k));
-        }
-        out_puts(w, "],\"resources\":[");
-        for (size_t k = 0; k < d->resources.len; k++) {
-            out_printf(w, "%s\"0x%" PRIx64 "\"", k ? "," : "",
-                       *VEC_AT(&d->resources, uint64_t, k));
-        }
-        out_puts(w, "],\"loop\":");
+        out_puts(w, ",\"tasks\":");
+        out_json_addrs(w, &d->tasks);
+        out_puts(w, ",\"resources\":");
+        out_json_addrs(w, &d->resources);
+        out_puts(w, ",\"loop\":");
         out_json_addr(w, d->loop);
         out_puts(w, ",\"summary\":");
         out_json_str(w, d->summary);

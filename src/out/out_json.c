@@ -18,7 +18,7 @@ void out_json_addr(out_writer *w, uint64_t addr) {
     }
 }
 
-static void out_json_addrs(out_writer *w, const vec *ids) {
+void out_json_addrs(out_writer *w, const vec *ids) {
     out_puts(w, "[");
     for (size_t i = 0; i < ids->len; i++) {
         out_printf(w, "%s\"0x%" PRIx64 "\"", i ? "," : "", *VEC_AT(ids, uint64_t, i));

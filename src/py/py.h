@@ -208,6 +208,8 @@ int py_code_line(const py_code *c, int64_t idx);
 /* Object readers. Each returns ERR_OK, ERR_READ or ERR_CORRUPT. */
 err_t py_type_of(py_target *t, uint64_t obj, uint64_t *type);
 err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap);
+/* tp_flags of a type; 0 when unreadable (no flag claimed). */
+uint64_t py_type_flags(py_target *t, uint64_t type);
 /* Appends the UTF-8 text of a str object (at most max_chars code points);
  * sets *cut when the string was longer. */
 err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut);
@@ -339,5 +341,7 @@ err_t py_managed_dict_refs(py_walker *w, uint64_t obj, uint64_t type, vec *out);
  * stack can be), for roots: more than the frame holds is harmless there. */
 err_t py_frame_all_slots(py_walker *w, uint64_t frame, vec *out);
 uint64_t py_type_traverse(py_target *t, uint64_t type);
+/* Appends ref to out unless it is NULL: a traverse's visit. */
+err_t py_ref_push(vec *out, uint64_t ref);
 
 #endif

@@ -51,7 +51,7 @@ err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap) {
     return e;
 }
 
-static uint64_t py_type_flags(py_target *t, uint64_t type) {
+uint64_t py_type_flags(py_target *t, uint64_t type) {
     uint64_t flags = 0;
     mem_read_u64(t->m, type + (uint64_t)t->L.tp_flags, &flags);
     return flags;

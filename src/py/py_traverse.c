@@ -127,7 +127,7 @@ uint64_t py_type_traverse(py_target *t, uint64_t type) {
     return fn;
 }
 
-static err_t py_push(vec *out, uint64_t ref) {
+err_t py_ref_push(vec *out, uint64_t ref) {
     if (!ref) {
         return ERR_OK;
     }
@@ -143,12 +143,12 @@ static err_t py_push(vec *out, uint64_t ref) {
  * tagged ints and NULL are skipped, bit 0 marks a borrowed reference. */
 static err_t py_push_stackref(const py_target *t, vec *out, uint64_t bits) {
     if (!t->L.stackref_tagged) {
-        return py_push(out, bits);
+        return py_ref_push(out, bits);
     }
     if ((bits & 3) == 3 || (bits & 3) == 2 || bits == 1) {
         return ERR_OK; /* a tagged int, an error marker, NULL */
     }
-    return py_push(out, (bits & ~(uint64_t)3) | (bits & PY_REF_BORROWED));
+    return py_ref_push(out, (bits & ~(uint64_t)3) | (bits & PY_REF_BORROWED));
 }
 
 /* Pushes the words of a local copy of an object at the given offsets. */
@@ -157,7 +157,7 @@ static err_t py_push_fields(vec *out, const uint8_t *b, size_t first, size_t end
         if (off == skip) {
             continue;
         }
-        err_t e = py_push(out, rd_u64(b, off));
+        err_t e = py_ref_push(out, rd_u64(b, off));
         if (e != ERR_OK) {
             return e;
         }
@@ -170,7 +170,7 @@ static err_t py_read_field(py_target *t, uint64_t obj, size_t off, vec *out) {
     if (mem_read_u64(t->m, obj + off, &v) != ERR_OK) {
         return ERR_READ;
     }
-    return py_push(out, v);
+    return py_ref_push(out, v);
 }
 
 static py_tkind py_kind_of(const py_walker *w, uint64_t traverse) {
@@ -207,20 +207,14 @@ static uint64_t py_module_attr(py_target *t, uint64_t interp, const char *module
     return v;
 }
 
-static uint64_t py_type_flags_of(py_target *t, uint64_t type) {
-    uint64_t flags = 0;
-    mem_read_u64(t->m, type + (uint64_t)t->L.tp_flags, &flags);
-    return flags;
-}
-
 /* subtype_traverse is static in typeobject.c: take it from two classes
  * that importlib's bootstrap defines with a class statement in every
  * version; type_new gives every such class the same traverse. */
 static uint64_t py_find_subtype_traverse(py_target *t, uint64_t interp) {
     uint64_t a = py_module_attr(t, interp, "_frozen_importlib", "ModuleSpec");
     uint64_t b = py_module_attr(t, interp, "_frozen_importlib", "BuiltinImporter");
-    if (!a || !b || !(py_type_flags_of(t, a) & PY_TPFLAGS_HEAPTYPE) ||
-        !(py_type_flags_of(t, b) & PY_TPFLAGS_HEAPTYPE)) {
+    if (!a || !b || !(py_type_flags(t, a) & PY_TPFLAGS_HEAPTYPE) ||
+        !(py_type_flags(t, b) & PY_TPFLAGS_HEAPTYPE)) {
         return 0;
     }
     uint64_t fa = py_type_traverse(t, a), fb = py_type_traverse(t, b);
@@ -466,12 +460,12 @@ static err_t py_managed_refs(py_walker *w, uint64_t obj, const py_plan *p, vec *
                 return e;
             }
         }
-        return py_push(out, word);
+        return py_ref_push(out, word);
     }
     case PY_MANAGED_312:
         /* A tagged word: values - 1 with bit 0 set, or the dict. */
         if (!(word & 1)) {
-            return py_push(out, word);
+            return py_ref_push(out, word);
         }
         if ((e = py_keys_nentries(t, p->cached_keys, &n)) != ERR_OK) {
             return e;
@@ -490,7 +484,7 @@ static err_t py_managed_refs(py_walker *w, uint64_t obj, const py_plan *p, vec *
                                       vh[PY_VALUES_CAPACITY], out);
             }
         }
-        return py_push(out, word);
+        return py_ref_push(out, word);
     }
     return ERR_OK;
 }
@@ -544,9 +538,9 @@ static err_t py_iframe_refs(py_target *t, uint64_t frame, bool executing, bool a
     if (L->fr_size > sizeof b || (frame & 7) || mem_read(t->m, frame, L->fr_size, b) != ERR_OK) {
         return ERR_READ;
     }
-    err_t e = py_push(out, rd_u64(b, (size_t)L->fr_frame_obj));
+    err_t e = py_ref_push(out, rd_u64(b, (size_t)L->fr_frame_obj));
     if (e == ERR_OK) {
-        e = py_push(out, rd_u64(b, (size_t)L->fr_locals));
+        e = py_ref_push(out, rd_u64(b, (size_t)L->fr_locals));
     }
     if (e == ERR_OK) {
         e = py_push_stackref(t, out, rd_u64(b, (size_t)L->fr_func));
@@ -567,7 +561,7 @@ static err_t py_iframe_refs(py_target *t, uint64_t frame, bool executing, bool a
             return ERR_READ;
         }
         n = (uint64_t)nlocals + stacksize;
-        e = py_push(out, rd_u64(b, (size_t)L->fr_globals));
+        e = py_ref_push(out, rd_u64(b, (size_t)L->fr_globals));
         if (e != ERR_OK) {
             return e;
         }
@@ -616,15 +610,15 @@ static err_t py_gen_refs(py_target *t, uint64_t obj, vec *out) {
         return ERR_READ;
     }
     size_t name = (size_t)L->gen_name;
-    err_t e = py_push(out, rd_u64(b, name));
+    err_t e = py_ref_push(out, rd_u64(b, name));
     if (e == ERR_OK) {
-        e = py_push(out, rd_u64(b, name + 8)); /* qualname */
+        e = py_ref_push(out, rd_u64(b, name + 8)); /* qualname */
     }
     if (e == ERR_OK && L->gen_code != PY_NONE) {
-        e = py_push(out, rd_u64(b, (size_t)L->gen_code));
+        e = py_ref_push(out, rd_u64(b, (size_t)L->gen_code));
     }
     if (e == ERR_OK) {
-        e = py_push(out, rd_u64(b, (size_t)L->gen_exc_state));
+        e = py_ref_push(out, rd_u64(b, (size_t)L->gen_exc_state));
     }
     if (e != ERR_OK || (size_t)L->gen_frame_state >= sizeof b) {
         return e;
@@ -651,9 +645,9 @@ static err_t py_frameobj_refs(py_target *t, uint64_t obj, vec *out) {
     if (mem_read(t->m, obj, sizeof b, b) != ERR_OK) {
         return ERR_READ;
     }
-    err_t e = py_push(out, rd_u64(b, PY_FRAMEOBJ_BACK));
+    err_t e = py_ref_push(out, rd_u64(b, PY_FRAMEOBJ_BACK));
     if (e == ERR_OK) {
-        e = py_push(out, rd_u64(b, PY_FRAMEOBJ_TRACE));
+        e = py_ref_push(out, rd_u64(b, PY_FRAMEOBJ_TRACE));
     }
     uint64_t frame = rd_u64(b, PY_FRAMEOBJ_FRAME);
     uint8_t owner;
@@ -692,7 +686,7 @@ static err_t py_kind_refs(py_walker *w, py_tkind kind, uint64_t obj, uint64_t ty
         return py_set_items(t, obj, out);
     case PY_TK_DEQUE: {
         /* 3.12 made deque a heap type, whose instances visit it. */
-        err_t e = L->heap_c_types ? py_push(out, type) : ERR_OK;
+        err_t e = L->heap_c_types ? py_ref_push(out, type) : ERR_OK;
         return e == ERR_OK ? py_deque_items(t, obj, out) : e;
     }
     case PY_TK_CELL:
@@ -760,7 +754,7 @@ err_t py_refs(py_walker *w, uint64_t obj, uint64_t type, vec *out, uint64_t *res
             e = py_read_field(t, obj, (size_t)plan.dictoffset, out);
         }
         if (e == ERR_OK && plan.visit_type) {
-            e = py_push(out, type);
+            e = py_ref_push(out, type);
         }
         if (e != ERR_OK) {
             return e;

@@ -41,7 +41,10 @@ SAMPLE = os.path.join(PROJECT, "samples", "many_tasks.py")
 SNARL = os.path.join(PROJECT, "build", "snarl")
 GDB_SCRIPT = os.path.join(PROJECT, "plugin", "snarl_gdb.py")
 LLDB_SCRIPT = os.path.join(PROJECT, "plugin", "snarl_lldb.py")
-DEFAULT_ROOT = os.environ.get("SNARL_CHROOT", "/var/cache/snarl/sid")
+sys.path.insert(0, os.path.dirname(HERE))
+import pythons  # noqa: E402  (the test matrix's own chroot lookup)
+
+DEFAULT_ROOT = pythons.chroot_dir()
 CHROOT_PYTHON = "/usr/bin/python3.14"
 HOST_PYTHON = "/usr/bin/python3"
 # Creating 100,000 tasks takes seconds; a million, tens of seconds.

@@ -43,7 +43,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(os.path.dirname(HERE))
 SAMPLE = os.path.join(PROJECT, "samples", "many_tasks.py")
 SNARL = os.path.join(PROJECT, "build", "snarl")
-DEFAULT_ROOT = os.environ.get("SNARL_CHROOT", "/var/cache/snarl/sid")
+sys.path.insert(0, os.path.dirname(HERE))
+import pythons  # noqa: E402  (the test matrix's own chroot lookup)
+
+DEFAULT_ROOT = pythons.chroot_dir()
 DEFAULT_PYTHON = "/usr/bin/python3.14"
 DEFAULT_SIZES = "1000,10000,100000,1000000"
 # A million tasks take a while to create (tens of seconds on a small box).

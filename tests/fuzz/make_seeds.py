@@ -18,7 +18,6 @@ build/fuzz/). Needs root (gcore, the chroot interpreters) and build/snarl-record
 Usage: python3 tests/fuzz/make_seeds.py [--out DIR] [--minors 3.11,3.14]
 """
 import argparse
-import glob
 import gzip
 import os
 import shutil
@@ -47,10 +46,16 @@ SYM_KEEP_NAMES = {b".PyRuntime", b".AsyncioDebug"}
 SYM_EXTRA_ENTRIES = 64
 
 
+# Seeds name no home directory of the machine that made them (pyenv's
+# interpreters live under it): it becomes a neutral path of the same length,
+# so offsets and sizes inside images and cores stay right.
+HOME = os.path.expanduser("~").rstrip("/").encode()
+NEUTRAL_HOME = (b"/home/" + b"u" * len(HOME))[:len(HOME)]
+
+
 def gz_write(path, data):
-    # Seeds name no home directory of the machine that made them: same-length
-    # rewrite, so offsets and sizes inside images and cores stay right.
-    data = data.replace(b"/root/", b"/home/")
+    if len(HOME) > 1:
+        data = data.replace(HOME + b"/", NEUTRAL_HOME + b"/")
     # mtime 0: the same seed compresses to the same bytes every time.
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9,
                                                  mtime=0, filename="") as f:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
+import pythons
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIB = os.path.join(ROOT, "build", "libsnarl.a")
 DUMP_C = os.path.join(ROOT, "tests", "layout", "layout_dump.c")
@@ -229,10 +231,6 @@ class HeaderSet:
         return self.label.replace(" (", "-").replace(")", "").replace(" ", "-")
 
 
-def chroot_dir():
-    return os.environ.get("SNARL_CHROOT", "/var/cache/snarl/sid")
-
-
 def _py_version(include):
     try:
         with open(os.path.join(include, "patchlevel.h")) as f:
@@ -250,7 +248,7 @@ def discover():
     pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     places = [("pyenv", os.path.join(pyenv, "versions", "*", "include"), None),
               ("host", "/usr/include", None)]
-    root = chroot_dir()
+    root = pythons.chroot_dir()
     if os.path.isdir(os.path.join(root, "usr", "include")):
         places.append(("sid chroot", os.path.join(root, "usr", "include"), root))
     else:
