@@ -22,19 +22,6 @@ run() {
 	fi
 }
 
-# Reuse whatever Debian mirror the host is already allowed to reach.
-host_mirror() {
-	local f u
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-		/etc/apt/sources.list.d/*.sources; do
-		[[ -r $f ]] || continue
-		u=$(grep -hoE '(^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|^URIs:[[:space:]]*)https?://[^[:space:]]+/debian/?([[:space:]]|$)' "$f" |
-			grep -oE 'https?://[^[:space:]]+' | head -n1) || true
-		[[ -n $u ]] && { echo "${u%/}"; return; }
-	done
-	echo http://deb.debian.org/debian
-}
-
 if ! command -v debootstrap >/dev/null; then
 	# Only pay for an index refresh when the cached one can't satisfy us.
 	apt-get install -y -qq --no-install-recommends debootstrap >"$LOG" 2>&1 ||
@@ -59,18 +46,22 @@ if [[ ! -e $DIR/.snarl-bootstrap-complete ]]; then
 	[[ ! -e $DIR ]] || { echo "provision-pythons: $DIR exists but is incomplete; remove it" >&2; exit 1; }
 	TMP=$(mktemp -d "$DIR.tmp.XXXXXX")
 	chmod 755 "$TMP" # mktemp's 0700 would lock non-root test runs out
-	run debootstrap --variant=minbase unstable "$TMP" "$(host_mirror)"
+	# debootstrap's own default archive: the project names none.
+	run debootstrap --variant=minbase unstable "$TMP"
 	touch "$TMP/.snarl-bootstrap-complete"
 	mv -T "$TMP" "$DIR"
 	TMP=
 fi
 
 in_chroot() { chroot "$DIR" "$@"; }
+# sid's Release file can be past its Valid-Until date on an archive snapshot;
+# the packages are still signed, so only the date check is dropped.
+APT_OPTS=(-o Acquire::Check-Valid-Until=false)
 
 # sid moves daily; refresh the index when it is missing or a day old so that
 # a re-run with everything installed doesn't touch the network.
 lists=$(find "$DIR/var/lib/apt/lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 | head -n1)
-[[ -n $lists ]] || run in_chroot apt-get update -qq
+[[ -n $lists ]] || run in_chroot apt-get "${APT_OPTS[@]}" update -qq
 
 available() { [[ -n $(in_chroot apt-cache madison "$1" 2>/dev/null) ]]; }
 
@@ -86,14 +77,17 @@ done
 ((${#found[@]})) || { echo "provision-pythons: none of python${VERSIONS[*]} in sid" >&2; exit 1; }
 # Third-party event loops/servers are exercised on 3.14 only; these follow sid's python3.
 if [[ " ${found[*]} " == *" 3.14 "* ]]; then
-	for p in python3-uvloop python3-aiohttp; do
+	# The frameworks real services run on (anyio, httpx/httpcore, FastAPI,
+	# Starlette, uvicorn) are what the framework samples import.
+	for p in python3-uvloop python3-aiohttp python3-anyio python3-httpx python3-httpcore \
+		python3-fastapi python3-starlette python3-uvicorn; do
 		if available "$p"; then pkgs+=("$p"); else echo "provision-pythons: note: $p not in sid" >&2; fi
 	done
 fi
 
-apt_install() { in_chroot apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; }
+apt_install() { in_chroot apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends "${pkgs[@]}"; }
 # A stale index can point at superseded .debs; one refresh is the cure.
-apt_install >"$LOG" 2>&1 || { run in_chroot apt-get update -qq; run apt_install; }
+apt_install >"$LOG" 2>&1 || { run in_chroot apt-get "${APT_OPTS[@]}" update -qq; run apt_install; }
 in_chroot apt-get clean
 
 manifest=$DIR/snarl-manifest.txt
