@@ -13,6 +13,8 @@ cycle exists.
 
 Expected diagnoses (exactly):
   loop-blocked  tasks [blocker]   resources []
+  stuck  tasks [waiter]   resources [its Event]: nothing that can still
+         run references the Event
 Exit status 1. The text report does not start "Found N asyncio deadlock".
 With the variants (same expectations but where said):
   diag_loop_blocked_io.py        blocker reads a blocking socket nobody
@@ -65,6 +67,8 @@ async def nap():
 
 async def ring():
     ev = asyncio.Event()
+    # Only this frame references ev: nothing that can still run can set it.
+    T.expect_diagnosis("stuck", [asyncio.current_task()], [ev])
     await ev.wait()
 
 

@@ -18,6 +18,8 @@ loop-blocked (the more specific diagnosis names the same block).
 
 Expected diagnoses (exactly):
   loop-self-wait  tasks [self-waiter]   resources [cf]
+  stuck  tasks [waiter]   resources [its Event]: nothing that can still
+         run references the Event
 Exit status 1. The text report does not start "Found N asyncio deadlock".
 Variant diag_self_wait_callback.py: the same from a loop callback, no
 task running: loop-self-wait with tasks [] and resources [cf].
@@ -52,6 +54,8 @@ async def self_waiter():
 
 async def ring():
     ev = asyncio.Event()
+    # Only this frame references ev: nothing that can still run can set it.
+    T.expect_diagnosis("stuck", [asyncio.current_task()], [ev])
     await ev.wait()
 
 

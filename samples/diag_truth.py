@@ -213,6 +213,7 @@ class DiagTruth(aio_truth.Truth):
         frames = sys._current_frames()
         doc = self._final(frames)
         del frames
+        self._forget_objects()
         if self._tops() != previous:
             fail("a thread moved while the truth was recorded")
         with open(sys.argv[1], "w", encoding="utf-8") as f:
@@ -220,6 +221,14 @@ class DiagTruth(aio_truth.Truth):
         print("READY", flush=True)
         if self.keep_watcher:
             aio_truth._BLOCK.acquire()
+
+    def _forget_objects(self):
+        """Drops the weak references the expectations kept: live code (this
+        module's globals) holding a weak reference to a primitive could
+        still wake it, which would change the very verdict under test."""
+        self.declared = [(kind, [(p[0], None) for p in tasks], [(p[0], None) for p in res],
+                          loops, asleep) for kind, tasks, res, loops, asleep in self.declared]
+        self.holds = [((pair[0], None), task) for pair, task in self.holds]
 
     def _final(self, frames):
         doc = super()._final(frames)
@@ -539,6 +548,18 @@ class DiagTruth(aio_truth.Truth):
         derived = self._cycles(graph)
         if declared != derived:
             fail("declared cycles %s, the interpreter's objects make %s" % (declared, derived))
+        for d in doc["diagnoses"]:
+            if d["kind"] != "stuck":
+                continue
+            # What a stuck task waits on: something only tasks gc attributes
+            # to the stuck group (or none) reference, nothing outside them.
+            for rid in d["resources"]:
+                if rid not in graph["resolvers"] or graph["external"].get(rid):
+                    fail("stuck on %s, but it is not a wait only tasks can resolve (%s)" %
+                         (rid, graph["external"].get(rid)))
+                if not graph["resolvers"][rid] <= set(d["tasks"]):
+                    fail("stuck on %s, but tasks %s outside the group reference it" %
+                         (rid, sorted(graph["resolvers"][rid] - set(d["tasks"]))))
         running = sorted(lp["running_task"] for lp in doc["loops"] if lp["running_task"])
         for d in doc["diagnoses"]:
             if d["kind"] in ("loop-blocked", "loop-self-wait", "nested-loop") and \

@@ -318,9 +318,7 @@ static void snarl_forget_moved_loops(const aio_model *first, const aio_model *ag
     for (size_t i = 0; i < diag2->diagnoses.len; i++) {
         ana_diagnosis *d = VEC_AT(&diag2->diagnoses, ana_diagnosis, i);
         if (d->kind == ANA_LOOP_BLOCKED && !snarl_loop_held_still(first, again, d->loop)) {
-            vec_free(&d->tasks);
-            vec_free(&d->resources);
-            util_free(d->summary);
+            ana_diagnosis_free(d);
             continue;
         }
         *VEC_AT(&diag2->diagnoses, ana_diagnosis, kept++) = *d;
@@ -485,7 +483,7 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     if (!snarl_parse_kinds(req->fail_on, &fail_mask)) {
         err_set(&s->err, ERR_USAGE, "--fail-on takes diagnosis kinds: '%s'", req->fail_on);
         s->err.hint = "kinds: await-cycle, lock-cycle, lock-reacquire, wake-cycle, all-asleep, "
-                      "loop-blocked, loop-self-wait, nested-loop, weak-pending-task";
+                      "loop-blocked, loop-self-wait, nested-loop, weak-pending-task, stuck";
         return SNARL_STATUS_ERROR;
     }
     uint64_t id = 0;
@@ -512,6 +510,11 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         have_diag = e == ERR_OK;
         if (e != ERR_OK) {
             err_set(&s->err, e, NULL);
+        } else if (diag.reach_doubt) {
+            e = aio_warn(&model,
+                         "the object graph does not add up (%s): no task is reported as stuck or "
+                         "as kept alive only by weak references",
+                         diag.reach_doubt);
         }
     }
     if (e == ERR_OK && strcmp(s->m->ops->kind, "live") == 0) {

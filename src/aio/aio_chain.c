@@ -333,6 +333,11 @@ err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter) {
             if (g.state == PY_GEN_FINISHED) {
                 break;
             }
+            /* The reachability passes must not enter a blocked task's own
+             * coroutines: they run only when the task runs. */
+            if (c->opt->reachability && !u64vec_push(&task->chain, obj)) {
+                return ERR_NOMEM;
+            }
             bool readable = py_frame_read(t, g.frame, &f) == ERR_OK;
             if ((e = aio_push_chain_frame(c, task, g.frame, readable ? &f : NULL)) != ERR_OK) {
                 return e;

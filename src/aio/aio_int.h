@@ -71,8 +71,8 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task);
 err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by);
 err_t aio_read_loops(aio_ctx *c);
 err_t aio_link(aio_ctx *c);
-/* Weak reachability (aio_reach.c): sets weak_only on the pending tasks the
- * cycle collector would destroy, and model->reach. */
+/* The object graph (aio_reach.c) into model->heap, for the reachability
+ * passes of src/ana/. */
 err_t aio_reachability(aio_ctx *c);
 /* For tests/probe: the references aio_reachability enumerates of each
  * object (uint64_t, PY_REF_BORROWED marking borrowed ones), and whether

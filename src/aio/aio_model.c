@@ -187,6 +187,7 @@ void aio_model_free(aio_model *model) {
         vec_free(&t->awaits);
         vec_free(&t->awaited_by);
         vec_free(&t->awaited_by_interp);
+        vec_free(&t->chain);
         util_free(t->name);
         util_free(t->created_at);
     }
@@ -213,5 +214,6 @@ void aio_model_free(aio_model *model) {
     vec_free(&model->names);
     u64map_free(&model->name_index);
     u64map_free(&model->task_index);
+    aio_heap_free(&model->heap);
     util_free(model->target.executable);
 }

@@ -1,16 +1,23 @@
-/* Weak reachability: which pending tasks CPython's cycle collector would
- * destroy at the next full collection ("Task was destroyed but it is
- * pending!"). Replays the collector (update_refs, subtract_refs,
- * move_unreachable) over the main interpreter's GC lists with the
- * references py_traverse.c and the asyncio types below enumerate. What it
- * cannot enumerate only keeps objects alive; any doubt flags nothing. */
+/* The object graph the reachability passes decide on (src/ana/ana_reach.c):
+ * every object on the main interpreter's GC lists with its reference count
+ * and the references py_traverse.c and the asyncio types below enumerate,
+ * weak references' referents, what threads' frames hold, and each task's
+ * object, the future it waits for and its coroutines. What cannot be
+ * enumerated only keeps objects alive: its count stays unexplained. */
 #include "aio_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Edges kept between two passes (4 bytes each); a heap of 2^26 objects
  * (PY_GC_OBJECTS_MAX) averages far fewer than 16 each. */
 #define AIO_REACH_EDGES_MAX (1u << 30)
+/* Set in an enumerated reference that a weak reference holds (beside
+ * PY_REF_BORROWED: objects are 8-aligned). */
+#define AIO_REF_WEAK 2u
+/* Base classes followed to tell whether a type is a weak reference (a
+ * KeyedRef or WeakMethod is a Python subclass of ref: two or three deep). */
+#define AIO_REACH_BASES_MAX 16
 /* The longest type name compared here ("_asyncio.FutureIter"). */
 #define AIO_REACH_TYPE_NAME 64
 /* Instance sizes of the two small _asyncio helper types, checked with their
@@ -21,12 +28,6 @@
 #define AIO_FUTUREITER_FUTURE 16
 #define AIO_STEPWRAPPER_TASK 16
 #define AIO_STEPWRAPPER_ARG 24
-
-/* Per-object state. */
-#define AIO_R_ROOT 1u     /* referenced from outside the tracked set */
-#define AIO_R_MARKED 2u   /* reached from a root */
-#define AIO_R_FROZEN 4u   /* gc.freeze()'s permanent generation: never collected */
-#define AIO_R_IMMORTAL 8u /* 3.12+: its count is not a count */
 
 /* What the asyncio types' traverses visit (Modules/_asynciomodule.c). */
 typedef enum aio_rkind {
@@ -39,47 +40,38 @@ typedef enum aio_rkind {
 
 typedef struct aio_reach {
     aio_ctx *c;
+    aio_heap *h;
     py_walker w;
-    vec objs;       /* uint64_t: the tracked objects, in list order */
-    vec flags;      /* uint8_t per object */
-    vec refs;       /* int64_t per object: gc_refs */
-    vec edge_start; /* uint32_t per object + 1: its edges in `edges` */
-    vec edges;      /* uint32_t object indexes */
-    u64map index;   /* address -> 1 + index */
-    vec scratch;    /* uint64_t references of one object */
-    vec stack;      /* uint32_t marking work list */
-    u64map kinds;   /* type whose traverse py_traverse.c left -> aio_rkind + 1 */
-    uint64_t task_traverse, future_traverse;
-    uint64_t failures; /* objects whose references could not be read */
-    const char *why;   /* the first reason the verdict is incomplete */
+    vec scratch;       /* uint64_t references of one object */
+    u64map kinds;      /* type whose traverse py_traverse.c left -> aio_rkind + 1 */
+    u64map type_ix;    /* type address -> 1 + index in h->types */
+    u64map weak_types; /* type address -> 2 if its instances are weak references, else 1 */
+    uint64_t task_traverse, future_traverse, weakref_traverse;
 } aio_reach;
 
 static void aio_reach_doubt(aio_reach *r, const char *why) {
-    if (!r->why) {
-        r->why = why;
+    if (!r->h->incomplete) {
+        r->h->incomplete = why;
     }
 }
 
 static int aio_reach_collect(void *ctx, uint64_t obj, int generation) {
     aio_reach *r = ctx;
-    uint64_t *slot = vec_push(&r->objs);
-    uint8_t *flag = slot ? vec_push(&r->flags) : NULL;
-    if (!flag || !u64map_put(&r->index, obj, r->objs.len)) {
+    aio_heap *h = r->h;
+    uint64_t *slot = vec_push(&h->objs);
+    uint8_t *flag = slot ? vec_push(&h->flags) : NULL;
+    if (!flag || !u64map_put(&h->index, obj, h->objs.len)) {
         aio_reach_doubt(r, "out of memory");
         return 1;
     }
     *slot = obj;
-    *flag = generation == PY_GC_PERMANENT ? AIO_R_FROZEN | AIO_R_ROOT : 0;
+    *flag = generation == PY_GC_PERMANENT ? AIO_HO_FROZEN : 0;
     return 0;
 }
 
-static bool aio_reach_find(const aio_reach *r, uint64_t obj, uint32_t *idx) {
+uint32_t aio_heap_find(const aio_heap *h, uint64_t addr) {
     uint64_t v;
-    if (!u64map_get(&r->index, obj, &v)) {
-        return false;
-    }
-    *idx = (uint32_t)(v - 1);
-    return true;
+    return u64map_get(&h->index, addr, &v) ? (uint32_t)(v - 1) : AIO_HEAP_NONE;
 }
 
 static uint64_t aio_reach_type_attr(aio_ctx *c, const char *name) {
@@ -137,12 +129,17 @@ static err_t aio_reach_fields(py_target *t, uint64_t obj, const int32_t *offs, s
     return ERR_OK;
 }
 
-/* FutureObj_traverse and TaskObj_traverse, field by field per version. */
-static err_t aio_reach_future_refs(aio_reach *r, uint64_t obj, uint64_t type, bool task, vec *out) {
+/* FutureObj_traverse and TaskObj_traverse, field by field per version. A
+ * task's fields that only its running would use (its coroutine, the
+ * future it waits for, its callbacks and result) come after the others,
+ * which someone holding the task can reach without running it: *passive
+ * counts those in out. */
+static err_t aio_reach_future_refs(aio_reach *r, uint64_t obj, uint64_t type, bool task, vec *out,
+                                   size_t *passive) {
     py_target *t = r->c->t;
     const aio_layout *A = &r->c->A;
-    int32_t offs[] = {
-        A->fut_loop,
+    const int32_t holder_offs[] = {A->fut_loop, task ? A->task_name : PY_NONE, A->fut_dict};
+    const int32_t run_offs[] = {
         A->fut_callback0,
         A->fut_callback0 + 8, /* fut_context0 */
         A->fut_callbacks,
@@ -153,32 +150,67 @@ static err_t aio_reach_future_refs(aio_reach *r, uint64_t obj, uint64_t type, bo
         A->fut_cancel_msg,
         A->fut_cancelled_exc,
         A->fut_awaited_by,
-        A->fut_dict,
         task ? A->task_context : PY_NONE,
         task ? A->task_coro : PY_NONE,
-        task ? A->task_name : PY_NONE,
         task ? A->task_fut_waiter : PY_NONE,
     };
     /* 3.12 made the _asyncio types heap types, whose instances visit them. */
     err_t e = t->L.heap_c_types ? py_ref_push(out, type) : ERR_OK;
     if (e == ERR_OK) {
-        e = aio_reach_fields(t, obj, offs, ARRAY_LEN(offs), out);
+        e = aio_reach_fields(t, obj, holder_offs, ARRAY_LEN(holder_offs), out);
     }
     if (e == ERR_OK && A->fut_dict == PY_NONE) {
         e = py_managed_dict_refs(&r->w, obj, type, out);
     }
-    return e;
+    *passive = out->len;
+    return e == ERR_OK ? aio_reach_fields(t, obj, run_offs, ARRAY_LEN(run_offs), out) : e;
+}
+
+/* ref, its Python subclasses (KeyedRef, WeakMethod) and the proxies, which
+ * share ref's traverse. */
+static bool aio_reach_is_weakref(aio_reach *r, uint64_t type) {
+    py_target *t = r->c->t;
+    uint64_t v;
+    if (!r->weakref_traverse) {
+        return false;
+    }
+    if (u64map_get(&r->weak_types, type, &v)) {
+        return v == 2;
+    }
+    bool weak = false;
+    uint64_t k = type;
+    for (int depth = 0; k && depth < AIO_REACH_BASES_MAX && !weak; depth++) {
+        weak = k == t->types.weakref || py_type_traverse(t, k) == r->weakref_traverse;
+        if (mem_read_u64(t->m, k + (uint64_t)t->L.tp_base, &k) != ERR_OK) {
+            break;
+        }
+    }
+    u64map_put(&r->weak_types, type, weak ? 2 : 1); /* a lost entry costs time only */
+    return weak;
 }
 
 /* The references of one object: py_traverse.c's part, then the asyncio
- * base it left. */
-static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *legacy,
-                            bool *complete) {
+ * base it left; a weak reference's referent last, flagged. *passive is how
+ * many of a task's references come before those only its running uses. */
+static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *legacy, bool *complete,
+                            size_t *passive) {
     py_target *t = r->c->t;
     uint64_t rest;
     r->scratch.len = 0;
     err_t e = py_refs(&r->w, obj, type, &r->scratch, &rest, legacy);
     *complete = !rest;
+    *passive = SIZE_MAX;
+    if (e == ERR_OK && aio_reach_is_weakref(r, type)) {
+        /* ref, KeyedRef, WeakMethod and the proxies share one traverse:
+         * live code holding one can still reach the referent. */
+        uint64_t referent;
+        if (mem_read_u64(t->m, obj + (uint64_t)t->L.wr_object, &referent) != ERR_OK) {
+            return ERR_READ;
+        }
+        if (referent && referent != t->types.none) {
+            e = py_ref_push(&r->scratch, referent | AIO_REF_WEAK);
+        }
+    }
     if (e != ERR_OK || !rest) {
         return e;
     }
@@ -186,11 +218,12 @@ static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *leg
     static const int32_t iter[] = {AIO_FUTUREITER_FUTURE};
     static const int32_t wrapper[] = {AIO_STEPWRAPPER_TASK, AIO_STEPWRAPPER_ARG};
     bool heap_types = t->L.heap_c_types;
+    size_t ignored;
     switch (aio_reach_kind(r, rest)) {
     case AIO_RK_TASK:
-        return aio_reach_future_refs(r, obj, type, true, &r->scratch);
+        return aio_reach_future_refs(r, obj, type, true, &r->scratch, passive);
     case AIO_RK_FUTURE:
-        return aio_reach_future_refs(r, obj, type, false, &r->scratch);
+        return aio_reach_future_refs(r, obj, type, false, &r->scratch, &ignored);
     case AIO_RK_FUTUREITER:
         e = heap_types ? py_ref_push(&r->scratch, type) : ERR_OK;
         return e == ERR_OK ? aio_reach_fields(t, obj, iter, ARRAY_LEN(iter), &r->scratch) : e;
@@ -204,103 +237,136 @@ static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *leg
     return ERR_OK;
 }
 
-/* update_refs and subtract_refs, keeping each object's edges for the mark. */
-static err_t aio_reach_subtract(aio_reach *r) {
-    py_target *t = r->c->t;
-    size_t n = r->objs.len;
-    for (size_t i = 0; i < n; i++) {
-        int64_t *rc = vec_push(&r->refs);
-        if (!rc) {
-            return ERR_NOMEM;
-        }
-        uint64_t obj = *VEC_AT(&r->objs, uint64_t, i);
-        uint8_t *flag = VEC_AT(&r->flags, uint8_t, i);
-        uint8_t head[16];
-        if (mem_read(t->m, obj, sizeof head, head) != ERR_OK) {
-            *flag |= AIO_R_ROOT | AIO_R_IMMORTAL; /* no count to check either */
-            r->failures++;
-            continue;
-        }
-        if (!py_refcount_word(t, rd_u64(head, (size_t)t->L.ob_refcnt), rc)) {
-            *flag |= AIO_R_ROOT | AIO_R_IMMORTAL;
-        } else if (*rc <= 0) {
-            aio_reach_doubt(r, "an object on the GC lists has no reference");
-        }
+/* The index of t's type in h->types, its name read once. */
+static uint32_t aio_reach_type(aio_reach *r, uint64_t type) {
+    aio_heap *h = r->h;
+    uint64_t v, key = type ? type : 1; /* 1 is no type's address: the unreadable one */
+    if (u64map_get(&r->type_ix, key, &v)) {
+        return (uint32_t)(v - 1);
     }
-    uint32_t *start = vec_push(&r->edge_start);
+    aio_heap_type *ht = vec_push(&h->types);
+    if (!ht) {
+        return AIO_HEAP_NONE;
+    }
+    ht->addr = type;
+    if (!type || py_type_name(r->c->t, type, ht->name, sizeof ht->name) != ERR_OK) {
+        snprintf(ht->name, sizeof ht->name, "?");
+    }
+    if (!u64map_put(&r->type_ix, key, h->types.len)) {
+        h->types.len--;
+        return AIO_HEAP_NONE;
+    }
+    return (uint32_t)(h->types.len - 1);
+}
+
+/* Counts, types and edges of every object. */
+static err_t aio_reach_edges(aio_reach *r) {
+    py_target *t = r->c->t;
+    aio_heap *h = r->h;
+    size_t n = h->objs.len;
+    u64map passive_of; /* 1 + task object index -> passive edge count */
+    u64map_init(&passive_of);
+    uint32_t *start = vec_push(&h->edge_start);
     if (!start) {
         return ERR_NOMEM;
     }
     *start = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t obj = *VEC_AT(&r->objs, uint64_t, i), type;
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < n && e == ERR_OK; i++) {
+        uint64_t obj = *VEC_AT(&h->objs, uint64_t, i), type = 0;
+        uint8_t *flag = VEC_AT(&h->flags, uint8_t, i);
+        int64_t *rc = vec_push(&h->refcnt);
+        uint32_t *ti = rc ? vec_push(&h->type) : NULL;
+        if (!ti) {
+            e = ERR_NOMEM;
+            break;
+        }
+        *rc = 0;
+        uint8_t head[16];
+        if (mem_read(t->m, obj, sizeof head, head) != ERR_OK) {
+            *flag |= AIO_HO_NOCOUNT | AIO_HO_OPAQUE;
+        } else if (!py_refcount_word(t, rd_u64(head, (size_t)t->L.ob_refcnt), rc)) {
+            *flag |= AIO_HO_NOCOUNT;
+        } else if (*rc <= 0) {
+            aio_reach_doubt(r, "an object on the GC lists has no reference");
+        }
         bool legacy = false, complete;
-        err_t e = py_type_of(t, obj, &type);
-        if (e == ERR_OK) {
-            e = aio_reach_refs(r, obj, type, &legacy, &complete);
+        size_t passive = SIZE_MAX, kept_passive = 0;
+        err_t oe = py_type_of(t, obj, &type);
+        *ti = aio_reach_type(r, oe == ERR_OK ? type : 0);
+        if (oe == ERR_OK) {
+            oe = aio_reach_refs(r, obj, type, &legacy, &complete, &passive);
         }
-        if (e == ERR_NOMEM) {
-            return e;
+        if (oe == ERR_NOMEM) {
+            e = oe;
+            break;
         }
-        if (e != ERR_OK) {
-            /* Nothing of it subtracted: its referents look referenced from
-             * outside, which only keeps them alive. */
-            r->failures++;
+        if (oe != ERR_OK) {
+            /* Opaque: nothing of it is subtracted, so what it holds looks
+             * referenced from outside, which only keeps things alive. */
+            *flag |= AIO_HO_OPAQUE;
+            h->opaque++;
             r->scratch.len = 0;
         }
         if (legacy) {
-            /* Cyclic garbage behind a tp_del finalizer goes to gc.garbage
-             * and lives on: as good as a root. */
-            *VEC_AT(&r->flags, uint8_t, i) |= AIO_R_ROOT;
+            *flag |= AIO_HO_LEGACY;
         }
-        for (size_t k = 0; k < r->scratch.len; k++) {
+        for (size_t k = 0; k < r->scratch.len && e == ERR_OK; k++) {
             uint64_t ref = *VEC_AT(&r->scratch, uint64_t, k);
-            uint32_t j;
-            if (!aio_reach_find(r, ref & ~(uint64_t)PY_REF_BORROWED, &j)) {
-                continue; /* untracked: no part in a cycle */
+            uint32_t j = aio_heap_find(h, ref & ~(uint64_t)(PY_REF_BORROWED | AIO_REF_WEAK));
+            if (j == AIO_HEAP_NONE) {
+                continue; /* untracked: no part in a cycle, holds no tracked object */
             }
-            if (r->edges.len >= AIO_REACH_EDGES_MAX) {
+            if (h->edges.len >= AIO_REACH_EDGES_MAX) {
                 aio_reach_doubt(r, "too many references");
-                return ERR_LIMIT;
+                e = ERR_LIMIT;
+                break;
             }
-            uint32_t *edge = vec_push(&r->edges);
+            uint32_t *edge = vec_push(&h->edges);
             if (!edge) {
-                return ERR_NOMEM;
+                e = ERR_NOMEM;
+                break;
             }
-            *edge = j;
-            if (!(ref & PY_REF_BORROWED)) {
-                (*VEC_AT(&r->refs, int64_t, j))--;
-            }
+            *edge = j | (ref & PY_REF_BORROWED ? AIO_EDGE_BORROWED : 0) |
+                    (ref & AIO_REF_WEAK ? AIO_EDGE_WEAK : 0);
+            kept_passive += k < passive;
         }
-        if (!(start = vec_push(&r->edge_start))) {
-            return ERR_NOMEM;
+        if (e == ERR_OK && passive != SIZE_MAX &&
+            !u64map_put(&passive_of, (uint64_t)i + 1, kept_passive)) {
+            e = ERR_NOMEM;
         }
-        *start = (uint32_t)r->edges.len;
+        if (e == ERR_OK && !(start = vec_push(&h->edge_start))) {
+            e = ERR_NOMEM;
+        }
+        if (e == ERR_OK) {
+            *start = (uint32_t)h->edges.len;
+        }
     }
-    return ERR_OK;
+    for (size_t i = 0; i < r->c->model->tasks.len && e == ERR_OK; i++) {
+        aio_heap_task *ht = VEC_AT(&h->tasks, aio_heap_task, i);
+        uint64_t v;
+        if (ht->obj != AIO_HEAP_NONE && u64map_get(&passive_of, (uint64_t)ht->obj + 1, &v)) {
+            ht->passive = (uint32_t)v;
+        }
+    }
+    u64map_free(&passive_of);
+    return e;
 }
 
-static err_t aio_reach_mark_one(aio_reach *r, uint32_t i) {
-    uint8_t *flag = VEC_AT(&r->flags, uint8_t, i);
-    if (*flag & AIO_R_MARKED) {
-        return ERR_OK;
+static bool aio_u32_push(vec *v, uint32_t x) {
+    uint32_t *slot = vec_push(v);
+    if (slot) {
+        *slot = x;
     }
-    *flag |= AIO_R_MARKED;
-    uint32_t *slot = vec_push(&r->stack);
-    if (!slot) {
-        return ERR_NOMEM;
-    }
-    *slot = i;
-    return ERR_OK;
+    return slot != NULL;
 }
 
-static err_t aio_reach_mark_addr(aio_reach *r, uint64_t ref) {
-    uint32_t i;
-    if (!aio_reach_find(r, ref & ~(uint64_t)PY_REF_BORROWED, &i)) {
+static err_t aio_reach_root(aio_reach *r, uint64_t ref) {
+    uint32_t i = aio_heap_find(r->h, ref & ~(uint64_t)PY_REF_BORROWED);
+    if (i == AIO_HEAP_NONE) {
         return ERR_OK;
     }
-    *VEC_AT(&r->flags, uint8_t, i) |= AIO_R_ROOT;
-    return aio_reach_mark_one(r, i);
+    return aio_u32_push(&r->h->extra_roots, i) ? ERR_OK : ERR_NOMEM;
 }
 
 /* Roots the counts cannot show: what thread frames hold (3.14+ frames may
@@ -323,7 +389,7 @@ static err_t aio_reach_extra_roots(aio_reach *r) {
                 return ERR_NOMEM;
             }
             for (size_t s = 0; s < r->scratch.len && e == ERR_OK; s++) {
-                e = aio_reach_mark_addr(r, *VEC_AT(&r->scratch, uint64_t, s));
+                e = aio_reach_root(r, *VEC_AT(&r->scratch, uint64_t, s));
             }
         }
     }
@@ -332,53 +398,72 @@ static err_t aio_reach_extra_roots(aio_reach *r) {
         uint64_t v;
         if (interp_roots[i] != PY_NONE &&
             mem_read_u64(t->m, c->interp + (uint64_t)interp_roots[i], &v) == ERR_OK) {
-            e = aio_reach_mark_addr(r, v);
+            e = aio_reach_root(r, v);
         }
     }
     return e;
 }
 
-/* move_unreachable: everything a root reaches is alive. */
-static err_t aio_reach_mark(aio_reach *r) {
-    err_t e = aio_reach_extra_roots(r);
-    for (size_t i = 0; i < r->objs.len && e == ERR_OK; i++) {
-        uint8_t *flag = VEC_AT(&r->flags, uint8_t, i);
-        int64_t rc = *VEC_AT(&r->refs, int64_t, i);
-        if (rc < 0 && !(*flag & AIO_R_IMMORTAL)) {
-            /* More references subtracted than the object has: what snarl
-             * read does not add up (damage, or a target that moved). */
-            aio_reach_doubt(r, "reference counts do not add up");
+/* Each task's object, the future its step waits for and its coroutines. */
+static err_t aio_reach_tasks(aio_reach *r) {
+    aio_heap *h = r->h;
+    const aio_model *m = r->c->model;
+    for (size_t i = 0; i < m->tasks.len; i++) {
+        const aio_task *task = VEC_AT(&m->tasks, aio_task, i);
+        aio_heap_task *ht = vec_push(&h->tasks);
+        if (!ht) {
+            return ERR_NOMEM;
         }
-        if (rc > 0) {
-            *flag |= AIO_R_ROOT;
+        ht->obj = aio_heap_find(h, task->id);
+        ht->passive = 0;
+        ht->wake = task->fut_waiter ? aio_heap_find(h, task->fut_waiter) : AIO_HEAP_NONE;
+        ht->chain = (uint32_t)h->chain.len;
+        for (size_t k = 0; k < task->chain.len; k++) {
+            uint32_t j = aio_heap_find(h, *VEC_AT(&task->chain, uint64_t, k));
+            if (j != AIO_HEAP_NONE && !aio_u32_push(&h->chain, j)) {
+                return ERR_NOMEM;
+            }
         }
-        if (*flag & AIO_R_ROOT) {
-            r->c->model->reach.roots++;
-            e = aio_reach_mark_one(r, (uint32_t)i);
-        }
+        ht->nchain = (uint32_t)(h->chain.len - ht->chain);
     }
-    while (e == ERR_OK && r->stack.len) {
-        uint32_t i = *VEC_AT(&r->stack, uint32_t, --r->stack.len);
-        uint32_t from = *VEC_AT(&r->edge_start, uint32_t, i);
-        uint32_t to = *VEC_AT(&r->edge_start, uint32_t, i + 1);
-        for (uint32_t k = from; k < to && e == ERR_OK; k++) {
-            e = aio_reach_mark_one(r, *VEC_AT(&r->edges, uint32_t, k));
-        }
-    }
-    return e;
+    return ERR_OK;
 }
 
 static void aio_reach_free(aio_reach *r) {
     py_walker_free(&r->w);
-    vec_free(&r->objs);
-    vec_free(&r->flags);
-    vec_free(&r->refs);
-    vec_free(&r->edge_start);
-    vec_free(&r->edges);
-    u64map_free(&r->index);
     vec_free(&r->scratch);
-    vec_free(&r->stack);
     u64map_free(&r->kinds);
+    u64map_free(&r->type_ix);
+    u64map_free(&r->weak_types);
+}
+
+void aio_heap_free(aio_heap *h) {
+    vec_free(&h->objs);
+    vec_free(&h->refcnt);
+    vec_free(&h->flags);
+    vec_free(&h->type);
+    vec_free(&h->edge_start);
+    vec_free(&h->edges);
+    vec_free(&h->extra_roots);
+    vec_free(&h->tasks);
+    vec_free(&h->chain);
+    vec_free(&h->types);
+    u64map_free(&h->index);
+    memset(h, 0, sizeof *h);
+}
+
+static void aio_heap_init(aio_heap *h) {
+    memset(h, 0, sizeof *h);
+    vec_init(&h->objs, sizeof(uint64_t));
+    vec_init(&h->refcnt, sizeof(int64_t));
+    vec_init(&h->flags, sizeof(uint8_t));
+    vec_init(&h->type, sizeof(uint32_t));
+    vec_init(&h->edge_start, sizeof(uint32_t));
+    vec_init(&h->edges, sizeof(uint32_t));
+    vec_init(&h->extra_roots, sizeof(uint32_t));
+    vec_init(&h->tasks, sizeof(aio_heap_task));
+    vec_init(&h->chain, sizeof(uint32_t));
+    vec_init(&h->types, sizeof(aio_heap_type));
 }
 
 static bool aio_reach_any_pending(const aio_model *m) {
@@ -390,16 +475,11 @@ static bool aio_reach_any_pending(const aio_model *m) {
     return false;
 }
 
-static err_t aio_reach_init(aio_reach *r, aio_ctx *c) {
+static err_t aio_reach_init(aio_reach *r, aio_ctx *c, aio_heap *h) {
     memset(r, 0, sizeof *r);
     r->c = c;
-    vec_init(&r->objs, sizeof(uint64_t));
-    vec_init(&r->flags, sizeof(uint8_t));
-    vec_init(&r->refs, sizeof(int64_t));
-    vec_init(&r->edge_start, sizeof(uint32_t));
-    vec_init(&r->edges, sizeof(uint32_t));
+    r->h = h;
     vec_init(&r->scratch, sizeof(uint64_t));
-    vec_init(&r->stack, sizeof(uint32_t));
     err_t e = py_walker_init(&r->w, c->t, c->interp);
     if (e == ERR_OK && !r->w.subtype_traverse) {
         /* Without it no Python object is traversed: every task would look
@@ -408,44 +488,60 @@ static err_t aio_reach_init(aio_reach *r, aio_ctx *c) {
     }
     r->task_traverse = py_type_traverse(c->t, aio_reach_type_attr(c, "Task"));
     r->future_traverse = py_type_traverse(c->t, aio_reach_type_attr(c, "Future"));
+    r->weakref_traverse = c->t->types.weakref ? py_type_traverse(c->t, c->t->types.weakref) : 0;
     return e;
 }
 
 err_t aio_reach_each_refs(aio_ctx *c, const uint64_t *objs, size_t n, aio_refs_cb cb, void *ctx) {
     aio_reach r;
-    err_t e = aio_reach_init(&r, c);
+    aio_heap h;
+    aio_heap_init(&h);
+    err_t e = aio_reach_init(&r, c, &h);
     for (size_t i = 0; i < n && e == ERR_OK; i++) {
         uint64_t type;
         bool legacy, complete = false;
+        size_t passive;
         err_t oe = py_type_of(c->t, objs[i], &type);
         if (oe == ERR_OK) {
-            oe = aio_reach_refs(&r, objs[i], type, &legacy, &complete);
+            oe = aio_reach_refs(&r, objs[i], type, &legacy, &complete, &passive);
         }
         if (oe == ERR_NOMEM) {
             e = oe;
         } else {
+            /* The collector's view: weak referents are not references. */
+            size_t keep = 0;
+            for (size_t k = 0; k < r.scratch.len; k++) {
+                uint64_t ref = *VEC_AT(&r.scratch, uint64_t, k);
+                if (!(ref & AIO_REF_WEAK)) {
+                    *VEC_AT(&r.scratch, uint64_t, keep++) = ref;
+                }
+            }
+            r.scratch.len = keep;
             cb(ctx, objs[i], oe, &r.scratch, complete);
         }
         r.scratch.len = 0;
     }
     aio_reach_free(&r);
+    aio_heap_free(&h);
     return e;
 }
 
 err_t aio_reachability(aio_ctx *c) {
     aio_model *m = c->model;
-    memset(&m->reach, 0, sizeof m->reach);
+    aio_heap *h = &m->heap;
+    aio_heap_free(h);
+    aio_heap_init(h);
     if (!aio_reach_any_pending(m)) {
         return ERR_OK; /* nothing to decide */
     }
     aio_reach r;
-    err_t e = aio_reach_init(&r, c);
+    err_t e = aio_reach_init(&r, c, h);
     bool truncated = false;
     if (c->t->L.free_threaded) {
         /* No PyGC_Head lists and split counts: nothing here would hold. */
         aio_reach_doubt(&r, "free-threaded builds are not supported");
     }
-    if (e == ERR_OK && !r.why) {
+    if (e == ERR_OK && !h->incomplete) {
         e = py_gc_each_gen(c->t, c->interp, aio_reach_collect, &r, &truncated);
         if (e == ERR_READ) {
             aio_reach_doubt(&r, "the GC lists are unreadable");
@@ -453,35 +549,28 @@ err_t aio_reachability(aio_ctx *c) {
         } else if (truncated) {
             aio_reach_doubt(&r, "the GC lists are damaged or too long");
         }
-        if (r.index.count != r.objs.len) {
+        if (h->index.count != h->objs.len) {
             aio_reach_doubt(&r, "an object is twice on the GC lists");
         }
     }
-    if (e == ERR_OK && !r.why) {
-        e = aio_reach_subtract(&r);
+    if (e == ERR_OK && !h->incomplete) {
+        e = aio_reach_tasks(&r);
     }
-    if (e == ERR_OK && !r.why) {
-        e = aio_reach_mark(&r);
+    if (e == ERR_OK && !h->incomplete) {
+        e = aio_reach_edges(&r);
+    }
+    if (e == ERR_OK && !h->incomplete) {
+        e = aio_reach_extra_roots(&r);
     }
     if (e == ERR_LIMIT) {
         e = ERR_OK; /* the doubt says which limit */
     }
-    if (r.failures) {
-        aio_reach_doubt(&r, "some objects could not be read");
-    }
-    m->reach.objects = r.objs.len;
-    m->reach.incomplete = r.why != NULL || e != ERR_OK;
-    for (size_t i = 0; i < m->tasks.len && e == ERR_OK && !m->reach.incomplete; i++) {
-        aio_task *task = VEC_AT(&m->tasks, aio_task, i);
-        uint32_t idx;
-        task->weak_only = task->state == AIO_STATE_PENDING && aio_reach_find(&r, task->id, &idx) &&
-                          !(*VEC_AT(&r.flags, uint8_t, idx) & AIO_R_MARKED);
-    }
-    if (e == ERR_OK && r.why) {
+    h->built = e == ERR_OK && !h->incomplete;
+    if (e == ERR_OK && h->incomplete) {
         e = aio_warn(m,
-                     "weak reachability is incomplete (%s; %llu of %llu objects unreadable): no "
-                     "task is reported as kept alive only by weak references",
-                     r.why, (unsigned long long)r.failures, (unsigned long long)r.objs.len);
+                     "the object graph is incomplete (%s): no task is reported as stuck or as "
+                     "kept alive only by weak references",
+                     h->incomplete);
     }
     aio_reach_free(&r);
     return e;

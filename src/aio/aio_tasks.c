@@ -254,6 +254,7 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     vec_init(&task->awaits, sizeof(uint64_t));
     vec_init(&task->awaited_by, sizeof(uint64_t));
     vec_init(&task->awaited_by_interp, sizeof(uint64_t));
+    vec_init(&task->chain, sizeof(uint64_t));
     uint64_t type;
     if (py_type_of(t, addr, &type) == ERR_OK) {
         py_type_name(t, type, task->type, sizeof task->type);
@@ -309,6 +310,7 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     if (fut_waiter == t->types.none) {
         fut_waiter = 0;
     }
+    task->fut_waiter = fut_waiter;
     if (!task->name) {
         return ERR_NOMEM;
     }

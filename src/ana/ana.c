@@ -4,23 +4,22 @@
  * outside the tasks' frames references at the tasks that could set it.
  * Every strongly connected component with a cycle is one finding; loop
  * health and weak reachability add the rest. */
-#include "ana.h"
+#include "ana_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* Tasks named in one summary before "and N more". */
-#define ANA_NAMES_SHOWN 4
 /* Longest summary sentence. */
 #define ANA_SUMMARY_MAX 1024
 
 static const char *const ana_kind_names[ANA_KIND_COUNT] = {
-    [ANA_AWAIT_CYCLE] = "await-cycle",     [ANA_LOCK_CYCLE] = "lock-cycle",
-    [ANA_LOCK_REACQUIRE] = "lock-reacquire", [ANA_WAKE_CYCLE] = "wake-cycle",
-    [ANA_ALL_ASLEEP] = "all-asleep",       [ANA_LOOP_BLOCKED] = "loop-blocked",
-    [ANA_LOOP_SELF_WAIT] = "loop-self-wait", [ANA_NESTED_LOOP] = "nested-loop",
-    [ANA_WEAK_PENDING] = "weak-pending-task",
+    [ANA_AWAIT_CYCLE] = "await-cycle",        [ANA_LOCK_CYCLE] = "lock-cycle",
+    [ANA_LOCK_REACQUIRE] = "lock-reacquire",  [ANA_WAKE_CYCLE] = "wake-cycle",
+    [ANA_ALL_ASLEEP] = "all-asleep",          [ANA_LOOP_BLOCKED] = "loop-blocked",
+    [ANA_LOOP_SELF_WAIT] = "loop-self-wait",  [ANA_NESTED_LOOP] = "nested-loop",
+    [ANA_WEAK_PENDING] = "weak-pending-task", [ANA_STUCK] = "stuck",
 };
 
 const char *ana_kind_name(ana_kind k) {
@@ -42,29 +41,15 @@ bool ana_kind_is_deadlock(ana_kind k) {
            k == ANA_WAKE_CYCLE;
 }
 
-typedef enum ana_edge_kind { ANA_EDGE_AWAIT, ANA_EDGE_LOCK, ANA_EDGE_WAKE } ana_edge_kind;
-
-typedef struct ana_edge {
-    uint32_t to;
-    uint8_t kind;
-} ana_edge;
-
-typedef struct ana_graph {
-    const aio_model *m;
-    size_t ntasks, nnodes;
-    u64map task_index, res_index;
-    vec *out; /* per node: vec of ana_edge */
-} ana_graph;
-
-static const aio_task *ana_task(const ana_graph *g, size_t i) {
+const aio_task *ana_task(const ana_graph *g, size_t i) {
     return VEC_AT(&g->m->tasks, aio_task, i);
 }
 
-static const aio_resource *ana_res(const ana_graph *g, size_t node) {
+const aio_resource *ana_res(const ana_graph *g, size_t node) {
     return VEC_AT(&g->m->resources, aio_resource, node - g->ntasks);
 }
 
-static bool ana_node_of_task(const ana_graph *g, uint64_t id, size_t *node) {
+bool ana_node_of_task(const ana_graph *g, uint64_t id, size_t *node) {
     uint64_t i;
     if (!u64map_get(&g->task_index, id, &i)) {
         return false;
@@ -276,13 +261,7 @@ static err_t ana_scc(const ana_graph *g, ana_scc_fn fn, void *ctx) {
     return e;
 }
 
-typedef struct ana_ctx {
-    ana_graph g;
-    ana_result *out;
-    bool *in_scc; /* scratch: membership of the component being examined */
-} ana_ctx;
-
-static void ana_name(sbuf *b, const aio_task *t) {
+void ana_name(sbuf *b, const aio_task *t) {
     if (t->name && t->name[0]) {
         sbuf_printf(b, "'%s'", t->name);
     } else {
@@ -290,23 +269,25 @@ static void ana_name(sbuf *b, const aio_task *t) {
     }
 }
 
-static void ana_res_name(sbuf *b, const aio_resource *r) {
+void ana_res_name(sbuf *b, const aio_resource *r) {
     sbuf_printf(b, "%s 0x%llx", r->type[0] ? r->type : aio_kind_name(r->kind),
                 (unsigned long long)r->id);
 }
 
-static ana_diagnosis *ana_new(ana_ctx *c, ana_kind kind, uint64_t loop) {
+ana_diagnosis *ana_new(ana_ctx *c, ana_kind kind, uint64_t loop) {
     ana_diagnosis *d = vec_push(&c->out->diagnoses);
     if (d) {
         d->kind = kind;
         d->loop = loop;
         vec_init(&d->tasks, sizeof(uint64_t));
         vec_init(&d->resources, sizeof(uint64_t));
+        vec_init(&d->details, sizeof(char *));
+        d->summary = NULL;
     }
     return d;
 }
 
-static err_t ana_finish(ana_diagnosis *d, sbuf *b) {
+err_t ana_finish(ana_diagnosis *d, sbuf *b) {
     if (b->oom) {
         sbuf_free(b);
         return ERR_NOMEM;
@@ -317,7 +298,7 @@ static err_t ana_finish(ana_diagnosis *d, sbuf *b) {
 }
 
 /* "'A', 'B' and 'C'" with at most ANA_NAMES_SHOWN names. */
-static void ana_task_list(sbuf *b, const ana_graph *g, const vec *ids) {
+void ana_task_list(sbuf *b, const ana_graph *g, const vec *ids) {
     for (size_t i = 0; i < ids->len; i++) {
         if (i == ANA_NAMES_SHOWN) {
             sbuf_printf(b, " and %zu more", ids->len - i);
@@ -564,10 +545,9 @@ static err_t ana_loops(ana_ctx *c) {
     for (size_t i = 0; i < m->loops.len; i++) {
         const aio_loop *l = VEC_AT(&m->loops, aio_loop, i);
         size_t running;
-        const aio_task *rt =
-            l->running_task && ana_node_of_task(&c->g, l->running_task, &running)
-                ? ana_task(&c->g, running)
-                : NULL;
+        const aio_task *rt = l->running_task && ana_node_of_task(&c->g, l->running_task, &running)
+                                 ? ana_task(&c->g, running)
+                                 : NULL;
         const aio_frame *f = l->doing_frame;
         sbuf b;
         sbuf_init(&b);
@@ -615,7 +595,7 @@ static err_t ana_loops(ana_ctx *c) {
             }
             sbuf_printf(&b, "The loop thread %lld is ", (long long)l->thread);
             sbuf_adds(&b, l->doing == AIO_DOING_THREAD_WAIT ? "blocked on a thread wait"
-                                                           : "running synchronous code");
+                                                            : "running synchronous code");
             if (rt) {
                 sbuf_adds(&b, " in task ");
                 ana_name(&b, rt);
@@ -665,7 +645,7 @@ static err_t ana_weak(ana_ctx *c) {
     const ana_graph *g = &c->g;
     for (size_t i = 0; i < g->ntasks; i++) {
         const aio_task *t = ana_task(g, i);
-        if (!t->weak_only) {
+        if (!(ana_task_verdict(c->out, i) & ANA_TASK_WEAK)) {
             continue;
         }
         ana_diagnosis *d = ana_new(c, ANA_WEAK_PENDING, t->loop);
@@ -686,14 +666,50 @@ static err_t ana_weak(ana_ctx *c) {
     return ERR_OK;
 }
 
+/* Which findings name each task and resource, for the views' marks. */
+static err_t ana_index_marks(ana_result *r) {
+    u64map_free(&r->marks);
+    for (size_t i = 0; i < r->diagnoses.len; i++) {
+        const ana_diagnosis *d = VEC_AT(&r->diagnoses, ana_diagnosis, i);
+        const vec *lists[] = {&d->tasks, &d->resources};
+        for (size_t l = 0; l < ARRAY_LEN(lists); l++) {
+            for (size_t k = 0; k < lists[l]->len; k++) {
+                uint64_t id = *VEC_AT(lists[l], uint64_t, k), v = 0;
+                u64map_get(&r->marks, id, &v);
+                if (id && !u64map_put(&r->marks, id, v | (1u << d->kind))) {
+                    return ERR_NOMEM;
+                }
+            }
+        }
+    }
+    return ERR_OK;
+}
+
+unsigned ana_marks(const ana_result *r, uint64_t id) {
+    uint64_t v = 0;
+    return r && id && u64map_get(&r->marks, id, &v) ? (unsigned)v : 0;
+}
+
+unsigned ana_task_verdict(const ana_result *r, size_t i) {
+    return r && r->task_flags ? r->task_flags[i] : 0;
+}
+
+void ana_result_init(ana_result *r) {
+    memset(r, 0, sizeof *r);
+    vec_init(&r->diagnoses, sizeof(ana_diagnosis));
+}
+
 err_t ana_diagnose(const aio_model *m, ana_result *out) {
-    vec_init(&out->diagnoses, sizeof(ana_diagnosis));
+    ana_result_init(out);
     ana_ctx c;
     memset(&c, 0, sizeof c);
     c.out = out;
     err_t e = ana_build_graph(&c.g, m);
     if (e == ERR_OK && !(c.in_scc = util_calloc(c.g.nnodes + 1, sizeof *c.in_scc))) {
         e = ERR_NOMEM;
+    }
+    if (e == ERR_OK) {
+        e = ana_reach_verdicts(&c);
     }
     if (e == ERR_OK) {
         e = ana_scc(&c.g, ana_on_scc, &c);
@@ -707,6 +723,13 @@ err_t ana_diagnose(const aio_model *m, ana_result *out) {
     if (e == ERR_OK) {
         e = ana_weak(&c);
     }
+    /* Last: it leaves out the stuck tasks the findings above name. */
+    if (e == ERR_OK) {
+        e = ana_report_stuck(&c);
+    }
+    if (e == ERR_OK) {
+        e = ana_index_marks(out);
+    }
     util_free(c.in_scc);
     ana_free_graph(&c.g);
     if (e != ERR_OK) {
@@ -715,18 +738,42 @@ err_t ana_diagnose(const aio_model *m, ana_result *out) {
     return e;
 }
 
-/* Every id of a is in b (both short: a cycle's members). */
-static bool ana_ids_within(const vec *a, const vec *b) {
-    for (size_t i = 0; i < a->len; i++) {
-        if (!u64vec_has(b, *VEC_AT(a, uint64_t, i))) {
-            return false;
-        }
-    }
-    return true;
+static int ana_u64_cmp(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
+/* The same ids in any order: sorted copies compared, since a stuck group
+ * can hold a hundred thousand tasks. */
 static bool ana_same_ids(const vec *a, const vec *b) {
-    return a->len == b->len && ana_ids_within(a, b) && ana_ids_within(b, a);
+    if (a->len != b->len) {
+        return false;
+    }
+    if (a->len <= 1) {
+        return a->len == 0 || *VEC_AT(a, uint64_t, 0) == *VEC_AT(b, uint64_t, 0);
+    }
+    uint64_t *x = util_alloc(a->len * sizeof *x), *y = util_alloc(b->len * sizeof *y);
+    bool same = false;
+    if (x && y) {
+        memcpy(x, a->data, a->len * sizeof *x);
+        memcpy(y, b->data, b->len * sizeof *y);
+        qsort(x, a->len, sizeof *x, ana_u64_cmp);
+        qsort(y, b->len, sizeof *y, ana_u64_cmp);
+        same = memcmp(x, y, a->len * sizeof *x) == 0;
+    }
+    util_free(x);
+    util_free(y);
+    return same;
+}
+
+void ana_diagnosis_free(ana_diagnosis *d) {
+    vec_free(&d->tasks);
+    vec_free(&d->resources);
+    for (size_t i = 0; i < d->details.len; i++) {
+        util_free(*VEC_AT(&d->details, char *, i));
+    }
+    vec_free(&d->details);
+    util_free(d->summary);
 }
 
 static bool ana_same_diagnosis(const ana_diagnosis *a, const ana_diagnosis *b) {
@@ -746,21 +793,22 @@ size_t ana_keep_confirmed(ana_result *r, const ana_result *again, unsigned mask)
             *VEC_AT(&r->diagnoses, ana_diagnosis, kept++) = *d;
             continue;
         }
-        vec_free(&d->tasks);
-        vec_free(&d->resources);
-        util_free(d->summary);
+        ana_diagnosis_free(d);
         dropped++;
     }
     r->diagnoses.len = kept;
+    if (ana_index_marks(r) != ERR_OK) {
+        u64map_free(&r->marks); /* no marks is better than stale ones */
+    }
     return dropped;
 }
 
 void ana_result_free(ana_result *r) {
     for (size_t i = 0; i < r->diagnoses.len; i++) {
-        ana_diagnosis *d = VEC_AT(&r->diagnoses, ana_diagnosis, i);
-        vec_free(&d->tasks);
-        vec_free(&d->resources);
-        util_free(d->summary);
+        ana_diagnosis_free(VEC_AT(&r->diagnoses, ana_diagnosis, i));
     }
     vec_free(&r->diagnoses);
+    util_free(r->task_flags);
+    r->task_flags = NULL;
+    u64map_free(&r->marks);
 }

@@ -19,8 +19,17 @@ static size_t out_deadlocks(const ana_result *diag) {
     return n;
 }
 
+static size_t out_count(const ana_result *diag, ana_kind kind) {
+    size_t n = 0;
+    for (size_t i = 0; i < diag->diagnoses.len; i++) {
+        n += VEC_AT(&diag->diagnoses, ana_diagnosis, i)->kind == kind;
+    }
+    return n;
+}
+
 void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag) {
-    size_t dead = out_deadlocks(diag), other = diag->diagnoses.len - dead;
+    size_t dead = out_deadlocks(diag), stuck = out_count(diag, ANA_STUCK);
+    size_t other = diag->diagnoses.len - dead - stuck;
     size_t pending = 0;
     for (size_t i = 0; i < m->tasks.len; i++) {
         pending += VEC_AT(&m->tasks, aio_task, i)->state == AIO_STATE_PENDING;
@@ -31,11 +40,16 @@ void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag) {
         return;
     }
     sbuf_adds(b, "Stuck: ");
+    if (stuck) {
+        sbuf_printf(b, "%zu group%s of tasks stuck for good", stuck, stuck == 1 ? "" : "s");
+    }
     if (dead) {
-        sbuf_printf(b, "%zu deadlock%s", dead, dead == 1 ? "" : "s");
+        sbuf_printf(b, "%s%zu deadlock%s", stuck ? (other ? ", " : " and ") : "", dead,
+                    dead == 1 ? "" : "s");
     }
     if (other) {
-        sbuf_printf(b, "%s%zu other finding%s", dead ? " and " : "", other, other == 1 ? "" : "s");
+        sbuf_printf(b, "%s%zu other finding%s", dead || stuck ? " and " : "", other,
+                    other == 1 ? "" : "s");
     }
     sbuf_printf(b, " among %zu pending task%s.", pending, pending == 1 ? "" : "s");
 }
@@ -63,6 +77,9 @@ static void out_check_task(out_writer *w, const aio_model *m, uint64_t id) {
 
 static void out_check_one(out_writer *w, const aio_model *m, const ana_diagnosis *d) {
     out_printf(w, "  %s\n", d->summary);
+    for (size_t k = 0; k < d->details.len; k++) {
+        out_printf(w, "  - %s\n", *VEC_AT(&d->details, char *, k));
+    }
     for (size_t k = 0; k < d->tasks.len && k < OUT_CHECK_TASKS; k++) {
         out_check_task(w, m, *VEC_AT(&d->tasks, uint64_t, k));
     }
@@ -74,8 +91,21 @@ static void out_check_one(out_writer *w, const aio_model *m, const ana_diagnosis
 }
 
 void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
-    size_t dead = out_deadlocks(diag), n = 0;
-    /* jstack-style: the deadlocks come first; what was read, last. */
+    size_t dead = out_deadlocks(diag), stuck = out_count(diag, ANA_STUCK), n = 0;
+    /* jstack-style: the tasks stuck for good lead, then the deadlocks; what
+     * was read, last. */
+    if (stuck) {
+        out_printf(w, "Found %zu group%s of tasks stuck for good:\n\n", stuck,
+                   stuck == 1 ? "" : "s");
+        for (size_t i = 0; i < diag->diagnoses.len; i++) {
+            const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+            if (d->kind == ANA_STUCK) {
+                out_printf(w, "Stuck %zu:\n", ++n);
+                out_check_one(w, m, d);
+            }
+        }
+        n = 0;
+    }
     if (dead) {
         out_printf(w, "Found %zu asyncio deadlock%s:\n\n", dead, dead == 1 ? "" : "s");
         for (size_t i = 0; i < diag->diagnoses.len; i++) {
@@ -86,11 +116,11 @@ void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
             }
         }
     }
-    if (diag->diagnoses.len > dead) {
-        out_puts(w, dead ? "Other findings:\n\n" : "Findings:\n\n");
+    if (diag->diagnoses.len > dead + stuck) {
+        out_puts(w, dead || stuck ? "Other findings:\n\n" : "Findings:\n\n");
         for (size_t i = 0; i < diag->diagnoses.len; i++) {
             const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
-            if (!ana_kind_is_deadlock(d->kind)) {
+            if (!ana_kind_is_deadlock(d->kind) && d->kind != ANA_STUCK) {
                 out_printf(w, "%s:\n", ana_kind_name(d->kind));
                 out_check_one(w, m, d);
             }
@@ -118,7 +148,12 @@ void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *dia
         out_json_addr(w, d->loop);
         out_puts(w, ",\"summary\":");
         out_json_str(w, d->summary);
-        out_puts(w, "}");
+        out_puts(w, ",\"details\":[");
+        for (size_t k = 0; k < d->details.len; k++) {
+            out_puts(w, k ? "," : "");
+            out_json_str(w, *VEC_AT(&d->details, char *, k));
+        }
+        out_puts(w, "]}");
     }
     out_puts(w, "],\"verdict\":");
     sbuf b;
@@ -130,17 +165,10 @@ void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *dia
 }
 
 void out_mark_task(sbuf *b, uint64_t id, const ana_result *diag) {
-    for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
-        const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
-        bool hit = false;
-        for (size_t k = 0; k < d->tasks.len && !hit; k++) {
-            hit = *VEC_AT(&d->tasks, uint64_t, k) == id;
-        }
-        for (size_t k = 0; k < d->resources.len && !hit; k++) {
-            hit = *VEC_AT(&d->resources, uint64_t, k) == id;
-        }
-        if (hit) {
-            sbuf_printf(b, "  \xe2\x9a\xa0 %s", ana_kind_name(d->kind));
+    unsigned marks = ana_marks(diag, id);
+    for (int k = 0; marks && k < ANA_KIND_COUNT; k++) {
+        if (marks & (1u << k)) {
+            sbuf_printf(b, "  \xe2\x9a\xa0 %s", ana_kind_name((ana_kind)k));
         }
     }
 }

@@ -139,7 +139,7 @@ static const char *out_waits_type(const out_index *ix, const aio_task *t) {
     return NULL;
 }
 
-static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t) {
+static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t, unsigned verdict) {
     out_printf(w, "{\"id\":\"0x%" PRIx64 "\",\"name\":", t->id);
     out_json_str(w, t->name);
     out_puts(w, ",\"type\":");
@@ -174,8 +174,9 @@ static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t)
     out_json_i64(w, t->running_thread);
     out_puts(w, ",\"created_at\":");
     out_json_str(w, t->created_at);
-    out_printf(w, ",\"truncated\":%s,\"weak_only\":%s}", out_bool(t->truncated),
-               out_bool(t->weak_only));
+    out_printf(w, ",\"truncated\":%s,\"weak_only\":%s,\"stuck\":%s,\"cancellable\":%s}",
+               out_bool(t->truncated), out_bool(verdict & ANA_TASK_WEAK),
+               out_bool(verdict & ANA_TASK_STUCK), out_bool(verdict & ANA_TASK_CANCELLABLE));
 }
 
 static void out_json_resource(out_writer *w, const aio_resource *r) {
@@ -225,11 +226,12 @@ void out_document_json(out_writer *w, const aio_model *m, const aio_task *only,
     out_json_str(w, m->tasks_found_by);
     out_puts(w, ",\"tasks\":[");
     if (only) {
-        out_json_task(w, &ix, only);
+        out_json_task(w, &ix, only,
+                      ana_task_verdict(diag, (size_t)(only - (const aio_task *)m->tasks.data)));
     } else {
         for (size_t i = 0; i < m->tasks.len; i++) {
             out_puts(w, i ? "," : "");
-            out_json_task(w, &ix, VEC_AT(&m->tasks, aio_task, i));
+            out_json_task(w, &ix, VEC_AT(&m->tasks, aio_task, i), ana_task_verdict(diag, i));
         }
     }
     out_puts(w, "],\"loops\":[");

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../../src/aio/aio_int.h"
+#include "../../src/ana/ana.h"
 #include "../../src/mem/mem.h"
 #include "../../src/py/py.h"
 #include "../../src/sym/sym.h"
@@ -304,16 +305,29 @@ static err_t probe_reach(py_target *py, err_record *err, sbuf *o) {
         aio_model_free(&model);
         return e;
     }
-    sbuf_printf(o, "{\"python\": \"%s\", \"reach\": {\"objects\": %" PRIu64 ", \"roots\": %" PRIu64
-                   ", \"incomplete\": %s},\n \"tasks\": [",
-                py->version, model.reach.objects, model.reach.roots,
-                model.reach.incomplete ? "true" : "false");
+    /* The verdicts are the analysis layer's, over the graph just read. */
+    ana_result res;
+    e = ana_diagnose(&model, &res);
+    if (e != ERR_OK) {
+        err_set(err, e, "analysing the model: %s", err_sentence(e));
+        aio_model_free(&model);
+        return e;
+    }
+    if (res.reach_doubt) {
+        aio_warn(&model, "weak reachability is incomplete (%s)", res.reach_doubt);
+    }
+    sbuf_printf(o,
+                "{\"python\": \"%s\", \"reach\": {\"objects\": %" PRIu64 ", \"roots\": %" PRIu64
+                ", \"incomplete\": %s},\n \"tasks\": [",
+                py->version, res.reach_objects, res.reach_roots, res.weak_known ? "false" : "true");
     for (size_t i = 0; i < model.tasks.len; i++) {
         const aio_task *t = VEC_AT(&model.tasks, aio_task, i);
         sbuf_printf(o, "%s\n  {\"id\": \"0x%" PRIx64 "\", \"name\": ", i ? "," : "", t->id);
         json_str(o, t->name ? t->name : "");
-        sbuf_printf(o, ", \"state\": \"%s\", \"weak_only\": %s}", aio_state_name(t->state),
-                    t->weak_only ? "true" : "false");
+        sbuf_printf(o, ", \"state\": \"%s\", \"weak_only\": %s, \"stuck\": %s}",
+                    aio_state_name(t->state),
+                    ana_task_verdict(&res, i) & ANA_TASK_WEAK ? "true" : "false",
+                    ana_task_verdict(&res, i) & ANA_TASK_STUCK ? "true" : "false");
     }
     sbuf_adds(o, "],\n \"warnings\": [");
     for (size_t i = 0; i < model.warnings.len; i++) {
@@ -321,6 +335,7 @@ static err_t probe_reach(py_target *py, err_record *err, sbuf *o) {
         json_str(o, *VEC_AT(&model.warnings, char *, i));
     }
     sbuf_adds(o, "]}\n");
+    ana_result_free(&res);
     aio_model_free(&model);
     return ERR_OK;
 }
@@ -342,8 +357,9 @@ static void probe_on_refs(void *ctx, uint64_t obj, err_t e, const vec *refs, boo
             *slot = r & ~(uint64_t)PY_REF_BORROWED;
         }
     }
-    sbuf_printf(po->o, "%s\n  \"0x%" PRIx64 "\": {\"complete\": %s, \"error\": ", po->n++ ? "," : "",
-                obj, complete ? "true" : "false");
+    sbuf_printf(po->o,
+                "%s\n  \"0x%" PRIx64 "\": {\"complete\": %s, \"error\": ", po->n++ ? "," : "", obj,
+                complete ? "true" : "false");
     if (e == ERR_OK) {
         sbuf_adds(po->o, "null");
     } else {
@@ -534,8 +550,8 @@ int main(int argc, char **argv) {
         uint64_t task_size = 0;
         if (sym_section(&sym, NULL, ".AsyncioDebug", &ad) &&
             mem_read_u64(m, ad.addr, &task_size) == ERR_OK) {
-            sbuf_printf(&o, ", \"asyncio_debug\": {\"task_size\": %" PRIu64 ", \"file\": ",
-                        task_size);
+            sbuf_printf(&o,
+                        ", \"asyncio_debug\": {\"task_size\": %" PRIu64 ", \"file\": ", task_size);
             json_str(&o, ad.file->path);
             sbuf_adds(&o, "}");
         }

@@ -23,7 +23,7 @@ static void tc_add(ana_result *r, ana_kind kind, uint64_t loop, const uint64_t *
 }
 
 static void tc_first(ana_result *r) {
-    vec_init(&r->diagnoses, sizeof(ana_diagnosis));
+    ana_result_init(r);
     tc_add(r, ANA_AWAIT_CYCLE, 0, (const uint64_t[]){1, 2}, 2);
     tc_add(r, ANA_LOOP_BLOCKED, 5, (const uint64_t[]){7}, 1);
     tc_add(r, ANA_WEAK_PENDING, 0, (const uint64_t[]){3}, 1);
@@ -32,7 +32,7 @@ static void tc_first(ana_result *r) {
 TEST(confirm_keeps_what_the_second_read_repeats_in_any_order) {
     ana_result first, again;
     tc_first(&first);
-    vec_init(&again.diagnoses, sizeof(ana_diagnosis));
+    ana_result_init(&again);
     tc_add(&again, ANA_AWAIT_CYCLE, 0, (const uint64_t[]){2, 1}, 2); /* same ring, rotated */
     tc_add(&again, ANA_LOOP_BLOCKED, 5, (const uint64_t[]){8}, 1);   /* another task runs */
     tc_add(&again, ANA_WEAK_PENDING, 0, (const uint64_t[]){3, 4}, 2); /* not the same set */
@@ -46,7 +46,7 @@ TEST(confirm_keeps_what_the_second_read_repeats_in_any_order) {
 TEST(confirm_leaves_the_kinds_it_is_not_asked_about) {
     ana_result first, none;
     tc_first(&first);
-    vec_init(&none.diagnoses, sizeof(ana_diagnosis));
+    ana_result_init(&none);
     /* Frozen reads confirm only the momentary loop-blocked. */
     CHECK_EQ(ana_keep_confirmed(&first, &none, 1u << ANA_LOOP_BLOCKED), 1);
     CHECK_EQ(first.diagnoses.len, 2);

@@ -1007,7 +1007,7 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
            "\"state\":\"pending\",\"cancels\":0,\"loop\":null,\"stack\":[],\"waits\":null,"
            "\"awaits\":[],\"awaited_by\":[],\"awaited_by_interpreter\":[],"
            "\"found_by\":\"heap\",\"running_in_thread\":null,\"created_at\":null,"
-           "\"truncated\":false,\"weak_only\":false}");
+           "\"truncated\":false,\"weak_only\":false,\"stuck\":false,\"cancellable\":false}");
     CHECK_HAS(s,
               "\"state\":\"cancelled\",\"cancels\":2,\"loop\":\"0x9000\",\"stack\":["
               "{\"function\":\"nap\",\"file\":\"app.py\",\"line\":null},"
