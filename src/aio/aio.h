@@ -21,7 +21,7 @@ typedef struct aio_local {
 typedef struct aio_frame {
     const char *function; /* qualname; NULL when the frame was unreadable */
     const char *file;     /* both owned by the model's name pool */
-    int line;             /* -1 when unknown */
+    int line; /* -1 when unknown */
     uint64_t addr;
     uint64_t task; /* in a thread's stack: the running task this frame belongs to */
     vec locals;    /* aio_local, only when asked for */
@@ -57,23 +57,23 @@ typedef enum aio_state {
  * can wait for other than a task: a bare future, the primitives, sleeps,
  * combinators and I/O. */
 typedef enum aio_kind {
-    AIO_KIND_NONE,   /* not waiting: running, scheduled, or done */
-    AIO_KIND_TASK,   /* another task, directly */
-    AIO_KIND_FUTURE, /* a future nobody in particular resolves */
-    AIO_KIND_SLEEP,  /* asyncio.sleep */
+    AIO_KIND_NONE,      /* not waiting: running, scheduled, or done */
+    AIO_KIND_TASK,      /* another task, directly */
+    AIO_KIND_FUTURE,    /* a future nobody in particular resolves */
+    AIO_KIND_SLEEP,     /* asyncio.sleep */
     AIO_KIND_LOCK,
     AIO_KIND_SEMAPHORE, /* also BoundedSemaphore */
     AIO_KIND_CONDITION,
     AIO_KIND_EVENT,
     AIO_KIND_QUEUE, /* also LifoQueue, PriorityQueue */
     AIO_KIND_BARRIER,
-    AIO_KIND_GATHER,    /* a _GatheringFuture: its children */
-    AIO_KIND_SHIELD,    /* shield's outer future: its inner task */
-    AIO_KIND_TIMEOUT,   /* wait_for / asyncio.timeout around the awaited thing */
-    AIO_KIND_TASKGROUP, /* TaskGroup.__aexit__ waiting for its children */
-    AIO_KIND_EXECUTOR,  /* a future chained to a concurrent.futures.Future */
-    AIO_KIND_IO,        /* socket or stream read/write, sock_* futures */
-    AIO_KIND_OTHER,     /* an awaitable snarl does not know: its type name */
+    AIO_KIND_GATHER,     /* a _GatheringFuture: its children */
+    AIO_KIND_SHIELD,     /* shield's outer future: its inner task */
+    AIO_KIND_TIMEOUT,    /* wait_for / asyncio.timeout around the awaited thing */
+    AIO_KIND_TASKGROUP,  /* TaskGroup.__aexit__ waiting for its children */
+    AIO_KIND_EXECUTOR,   /* a future chained to a concurrent.futures.Future */
+    AIO_KIND_IO,         /* socket or stream read/write, sock_* futures */
+    AIO_KIND_OTHER,      /* an awaitable snarl does not know: its type name */
     AIO_KIND_COUNT,
 } aio_kind;
 
@@ -88,16 +88,16 @@ typedef struct aio_site {
 } aio_site;
 
 typedef struct aio_resource {
-    uint64_t id; /* the primitive (Lock, Queue...) or the future itself */
+    uint64_t id;      /* the primitive (Lock, Queue...) or the future itself */
     aio_kind kind;
-    char type[64];   /* its Python type name, e.g. "Lock", "_GatheringFuture" */
-    uint64_t future; /* the future tasks actually wait on, 0 if none */
+    char type[64];    /* its Python type name, e.g. "Lock", "_GatheringFuture" */
+    uint64_t future;  /* the future tasks actually wait on, 0 if none */
     bool has_deadline;
-    double deadline;  /* loop time of the timer (sleep, timeout) */
-    double remaining; /* deadline minus the loop's clock, live targets only */
+    double deadline;      /* loop time of the timer (sleep, timeout) */
+    double remaining;     /* deadline minus the loop's clock, live targets only */
     bool has_remaining;
-    vec waiters; /* uint64_t task ids waiting on it */
-    vec members; /* uint64_t task ids it stands for (gather/TaskGroup children, shield inner) */
+    vec waiters;          /* uint64_t task ids waiting on it */
+    vec members;          /* uint64_t task ids it stands for (gather/TaskGroup children, shield inner) */
     char detail[128];     /* one short fact, e.g. "fd 7", "locked", "3 items" */
     vec holders;          /* uint64_t tasks inside `async with` on it (Lock, Semaphore) */
     vec holder_sites;     /* aio_site, parallel to holders: where each entered */
@@ -118,40 +118,40 @@ typedef struct aio_task {
     vec frames;     /* aio_frame: the coroutine chain, innermost first */
     bool truncated; /* the chain was cut (limit or damage) */
     aio_kind waits_kind;
-    uint64_t waits_on;      /* task or resource id, 0 if none */
-    char waits_type[64];    /* type name of what it waits on (for OTHER) */
-    vec awaits;             /* uint64_t ids: tasks and resources it waits for */
-    vec awaited_by;         /* uint64_t task ids */
-    vec awaited_by_interp;  /* 3.14+: what the interpreter's own records say */
-    const char *found_by;   /* "registry", "task-list", "heap" */
+    uint64_t waits_on;  /* task or resource id, 0 if none */
+    char waits_type[64]; /* type name of what it waits on (for OTHER) */
+    vec awaits;      /* uint64_t ids: tasks and resources it waits for */
+    vec awaited_by;  /* uint64_t task ids */
+    vec awaited_by_interp; /* 3.14+: what the interpreter's own records say */
+    const char *found_by; /* "registry", "task-list", "heap" */
     int64_t running_thread; /* native id of the thread running it now, 0 if none */
-    char *created_at;       /* "file:line" from asyncio debug mode, NULL if unknown */
-    uint64_t fut_waiter;    /* the future its next step waits for (fut_waiter), 0 if none */
+    char *created_at; /* "file:line" from asyncio debug mode, NULL if unknown */
+    uint64_t fut_waiter; /* the future its next step waits for (fut_waiter), 0 if none */
     vec chain; /* uint64_t: its coroutines and generators, outermost first (reachability only) */
 } aio_task;
 
 /* What the thread running a loop is doing. */
 typedef enum aio_doing {
-    AIO_DOING_UNKNOWN,     /* no thread runs it, or its stack is unreadable */
-    AIO_DOING_SELECT,      /* waiting in the selector: idle */
-    AIO_DOING_TASK,        /* running a task's code */
-    AIO_DOING_CALLBACK,    /* running a callback that is not a task step */
+    AIO_DOING_UNKNOWN,   /* no thread runs it, or its stack is unreadable */
+    AIO_DOING_SELECT,    /* waiting in the selector: idle */
+    AIO_DOING_TASK,      /* running a task's code */
+    AIO_DOING_CALLBACK,  /* running a callback that is not a task step */
     AIO_DOING_THREAD_WAIT, /* blocked on a threading primitive or a concurrent future */
 } aio_doing;
 
 typedef struct aio_loop {
     uint64_t id;
     char type[64];
-    int64_t thread; /* native id of the thread running it, 0 if none */
+    int64_t thread;       /* native id of the thread running it, 0 if none */
     uint64_t running_task;
     /* Health: what could still wake it. */
-    bool health_known; /* an asyncio loop whose internals were read */
-    size_t ready;      /* handles in _ready */
+    bool health_known;    /* an asyncio loop whose internals were read */
+    size_t ready;         /* handles in _ready */
     /* Where _ready's front is (its left block and index): only the loop's
      * own thread pops there, so a loop that did not move keeps it. */
     uint64_t ready_block;
     int64_t ready_index;
-    size_t timers; /* timers not cancelled in _scheduled */
+    size_t timers;        /* timers not cancelled in _scheduled */
     bool has_next_timer;
     double next_timer;    /* the earliest timer's deadline, loop time */
     size_t fds;           /* watched descriptors besides its own self-pipe */
@@ -215,22 +215,22 @@ void aio_heap_free(aio_heap *h);
 
 typedef struct aio_model {
     aio_target target;
-    vec threads;                /* aio_thread */
-    vec tasks;                  /* aio_task */
-    vec loops;                  /* aio_loop */
-    vec resources;              /* aio_resource */
+    vec threads;   /* aio_thread */
+    vec tasks;     /* aio_task */
+    vec loops;     /* aio_loop */
+    vec resources; /* aio_resource */
     const char *tasks_found_by; /* how tasks were found, for the report */
     aio_heap heap;              /* the object graph, when reachability was asked for */
     size_t other_threads;       /* Python threads that run no loop and could call into one */
     bool tasks_truncated;       /* a registry was damaged or a limit hit */
-    vec warnings;               /* char*, one sentence each */
+    vec warnings;  /* char*, one sentence each */
     /* Function and file names, once per code object: a million tasks share
      * a handful of coroutines. */
     u64map name_index; /* code address -> index in names */
     /* task id -> index in tasks, kept from the build for aio_find_task;
      * empty in a model built by hand (the lookup then scans). */
     u64map task_index;
-    vec names; /* aio_name */
+    vec names;         /* aio_name */
 } aio_model;
 
 typedef struct aio_name {
@@ -246,8 +246,8 @@ bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *func
 /* What to build; stacks alone does not need the tasks. */
 typedef struct aio_options {
     bool tasks;
-    bool running_only;  /* only the tasks threads are running (for stacks) */
-    bool all_objects;   /* also scan the GC lists for tasks no registry holds */
+    bool running_only; /* only the tasks threads are running (for stacks) */
+    bool all_objects;  /* also scan the GC lists for tasks no registry holds */
     uint64_t locals_of; /* read the frame locals of this task (snarl task ID) */
     bool reachability;  /* read the object graph (model.heap) for the reachability passes */
     bool health;        /* holders, resolvers and loop health, for the diagnoses */
@@ -258,5 +258,6 @@ void aio_model_free(aio_model *model);
 err_t aio_warn(aio_model *model, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Lookup over a built model; NULL when absent. */
 const aio_task *aio_find_task(const aio_model *m, uint64_t id);
+
 
 #endif
