@@ -244,3 +244,10 @@ def test_deb_installs_and_works_on_debian_unstable(deb):
             exe = "/usr/bin/python3"
         with _check_sample(root, _python(root, exe)) as (s, _):
             _bash_completion(root, s.pid)
+
+
+def test_deb_has_no_lintian_errors(deb):
+    if not shutil.which("lintian"):
+        _missing("lintian is not installed (scripts/setup.sh installs it)")
+    out = _run(["lintian", "--fail-on", "error", deb])
+    assert out.returncode == 0, out.stdout + out.stderr
