@@ -76,6 +76,11 @@ def test_the_distribution_declares_its_pytest11_entry_point(venv):
     where = _run([venv, "-c", "import pytest_snarl; print(pytest_snarl.__file__)"],
                  env=_clean_env(), cwd="/").stdout.strip()
     assert where.startswith(os.path.dirname(os.path.dirname(venv))), where
+    # One version for the distribution and the snarl it belongs with.
+    version = _run([venv, "-c", "import importlib.metadata as m; print(m.version('pytest-snarl'))"],
+                   env=_clean_env(), cwd="/").stdout.strip()
+    if os.access(SNARL, os.X_OK):
+        assert _run([SNARL, "--version"]).stdout == "snarl %s\n" % version
 
 
 def test_pytest_loads_it_without_being_told(venv, tmp_path):
