@@ -257,7 +257,7 @@ install-pytest:
 
 install-gdbinit:
 ifneq ($(GDBINITDIR),)
-	install -d $(DESTDIR)$(GDBINITDIR)
+	install -d $(DESTDIR)$(GDBINITDIR) $(BUILD)
 	sed 's|@SHAREDIR@|$(SHAREDIR)|g' plugin/gdbinit-snarl.py.in > $(BUILD)/gdbinit-snarl.py
 	install -m 644 $(BUILD)/gdbinit-snarl.py $(DESTDIR)$(GDBINITDIR)/snarl.py
 endif
