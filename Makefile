@@ -189,7 +189,8 @@ bench: $(BUILD)/snarl
 
 # Where `make install` puts what is not the CLI. The defaults are Debian's
 # (and the package's, with PREFIX=/usr): Debian's python3 reads
-# PREFIX/lib/python3/dist-packages for /usr and /usr/local alike; its gdb
+# /usr/lib/python3/dist-packages (every version) and, for /usr/local,
+# /usr/local/lib/python3.X/dist-packages (this PYTHON's version); its gdb
 # reads /etc/gdb/gdbinit.d (GDBINITDIR= skips the gdb auto-load snippet, e.g.
 # for a PREFIX in a home directory); zsh's fpath has vendor-completions for
 # packages and /usr/local/share/zsh/site-functions for the rest.
@@ -198,7 +199,8 @@ DOCDIR = $(DATADIR)/doc/snarl
 MANDIR = $(DATADIR)/man
 BASHCOMPDIR = $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR = $(if $(filter /usr,$(PREFIX)),$(DATADIR)/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
-PYTHONDIR = $(PREFIX)/lib/python3/dist-packages
+PYVERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR = $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3,$(PREFIX)/lib/python$(PYVERSION))/dist-packages
 GDBINITDIR = /etc/gdb/gdbinit.d
 DOCS := docs/json.md docs/snarl-1.schema.json docs/snarl-watch-1.schema.json
 
