@@ -17,7 +17,7 @@ PACKAGES=(
 	graphviz                                   # graph --format svg
 	python3-pytest-timeout                     # the pytest plugin's timeout test
 	clang-14 libclang-rt-14-dev                # libFuzzer, ASan, UBSan
-	dpkg-dev debhelper fakeroot lintian        # make deb (debian/), and its test
+	dpkg-dev debhelper lintian                 # make deb (debian/), and its test
 	scdoc                                      # snarl(1) from docs/snarl.1.scd
 	python3-setuptools python3-wheel python3-venv   # the pytest plugin's distribution
 	zsh                                        # the zsh completion's test
