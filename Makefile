@@ -1,7 +1,9 @@
 # snarl: `make` builds build/snarl; `make check` runs every test;
 # `make asan` builds and runs the unit tests under ASan+UBSan;
 # `make fuzz` and `make faults` fuzz and fault-inject (tests/fuzz/README.md);
-# `make install PREFIX=...` installs the CLI.
+# `make install PREFIX=... [DESTDIR=...]` installs the CLI, its man page,
+# shell completion, the gdb/lldb extension and the pytest plugin;
+# `make deb` builds the Debian package from that install (debian/).
 
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -13,7 +15,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
         -Wno-unused-parameter -Wformat=2 -Wvla
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DSNARL_BUILDING -fvisibility=hidden -fPIC \
-              $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
+              $(WARN) $(CPPFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 # libelf reads ELF files; zstd, lzma and lz4 unpack systemd-coredump's cores.
 LDLIBS := -lelf -lzstd -llzma -llz4
 
@@ -69,7 +71,9 @@ $(BUILD)/snarl-faults: $(BUILD)/obj/tests/fuzz/faults.o $(FZ_OBJ) $(BUILD)/libsn
 PY_INCLUDE ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 PLUGIN := $(BUILD)/_snarl.abi3.so
 PLUGIN_PY := plugin/snarl_common.py plugin/snarl_gdb.py plugin/snarl_lldb.py
+# The scripts in share/, the extension (architecture-dependent) in lib/.
 SHAREDIR = $(PREFIX)/share/snarl
+LIBDIR = $(PREFIX)/lib/snarl
 
 .PHONY: plugin install-plugin
 all: plugin
@@ -81,7 +85,8 @@ plugin: $(PLUGIN)
 install-plugin: $(PLUGIN)
 	install -d $(DESTDIR)$(SHAREDIR)
 	install -m 644 $(PLUGIN_PY) $(DESTDIR)$(SHAREDIR)/
-	install -m 755 $(PLUGIN) $(DESTDIR)$(SHAREDIR)/
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 644 $(PLUGIN) $(DESTDIR)$(LIBDIR)/
 else
 plugin install-plugin:
 	@echo "  skipping the gdb/lldb extension: no Python.h in '$(PY_INCLUDE)' (install python3-dev or set PY_INCLUDE)"
@@ -182,9 +187,102 @@ faults:
 bench: $(BUILD)/snarl
 	$(PYTHON) tests/bench/bench_tasks.py --snarl $(BUILD)/snarl $(BENCH_ARGS)
 
-install: $(BUILD)/snarl
+# Where `make install` puts what is not the CLI. The defaults are Debian's
+# (and the package's, with PREFIX=/usr): Debian's python3 reads
+# /usr/lib/python3/dist-packages (every version) and, for /usr/local,
+# /usr/local/lib/python3.X/dist-packages (this PYTHON's version); its gdb
+# reads /etc/gdb/gdbinit.d (GDBINITDIR= skips the gdb auto-load snippet, e.g.
+# for a PREFIX in a home directory); zsh's fpath has vendor-completions for
+# packages and /usr/local/share/zsh/site-functions for the rest.
+DATADIR = $(PREFIX)/share
+DOCDIR = $(DATADIR)/doc/snarl
+MANDIR = $(DATADIR)/man
+BASHCOMPDIR = $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR = $(if $(filter /usr,$(PREFIX)),$(DATADIR)/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
+PYVERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR = $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3,$(PREFIX)/lib/python$(PYVERSION))/dist-packages
+GDBINITDIR = /etc/gdb/gdbinit.d
+DOCS := docs/json.md docs/snarl-1.schema.json docs/snarl-watch-1.schema.json
+
+.PHONY: man install-man install-completion install-pytest install-gdbinit deb FORCE
+
+# snarl(1), from its scdoc source; the paths it names are this install's
+# (so it is made again each time: PREFIX may have changed).
+man: $(BUILD)/snarl.1
+
+$(BUILD)/snarl.1: docs/snarl.1.scd FORCE
+	@mkdir -p $(dir $@)
+	sed -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@SHAREDIR@|$(SHAREDIR)|g' \
+	    -e 's|@GDBINITDIR@|$(or $(GDBINITDIR),/etc/gdb/gdbinit.d)|g' $< | scdoc > $@
+
+install: $(BUILD)/snarl install-man install-completion install-pytest install-gdbinit
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/snarl $(DESTDIR)$(PREFIX)/bin/snarl
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+
+ifneq ($(shell command -v scdoc),)
+install-man: $(BUILD)/snarl.1
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(BUILD)/snarl.1 $(DESTDIR)$(MANDIR)/man1/snarl.1
+else
+install-man:
+	@echo "  skipping the man page: no scdoc (install scdoc)"
+endif
+
+install-completion:
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 644 completions/snarl.bash $(DESTDIR)$(BASHCOMPDIR)/snarl
+	install -m 644 completions/_snarl $(DESTDIR)$(ZSHCOMPDIR)/_snarl
+
+# The pytest plugin as the distribution plugin/pyproject.toml describes
+# (its pytest11 entry point makes pytest load it): its wheel, built by
+# setuptools' PEP 517 backend as pip would build it (from a copy in
+# $(BUILD), so nothing lands in plugin/), then unpacked into PYTHONDIR,
+# which is what installing a pure-Python wheel is (PEP 427). Needs the
+# system's setuptools and wheel; no index is asked.
+install-pytest:
+	@if $(PYTHON) -c 'import setuptools, wheel' 2>/dev/null; then \
+	    rm -rf $(BUILD)/pytest-dist && mkdir -p $(BUILD)/pytest-dist/src && \
+	    cp plugin/pyproject.toml plugin/pytest_snarl.py $(BUILD)/pytest-dist/src/ && \
+	    echo "  WHEEL pytest-snarl" && \
+	    (cd $(BUILD)/pytest-dist/src && $(PYTHON) -c 'import sys; from setuptools import build_meta; \
+	        build_meta.build_wheel(sys.argv[1])' .. >../log 2>&1) || \
+	        { cat $(BUILD)/pytest-dist/log >&2; exit 1; }; \
+	    install -d $(DESTDIR)$(PYTHONDIR) && \
+	    $(PYTHON) -m zipfile -e $(BUILD)/pytest-dist/pytest_snarl-*.whl $(DESTDIR)$(PYTHONDIR) && \
+	    chmod -R u=rwX,go=rX $(DESTDIR)$(PYTHONDIR)/pytest_snarl* && \
+	    rm -rf $(BUILD)/pytest-dist; \
+	else \
+	    echo "  skipping the pytest plugin: no setuptools and wheel for $(PYTHON) (install python3-setuptools python3-wheel)"; \
+	fi
+
+install-gdbinit:
+ifneq ($(GDBINITDIR),)
+	install -d $(DESTDIR)$(GDBINITDIR) $(BUILD)
+	sed 's|@SHAREDIR@|$(SHAREDIR)|g' plugin/gdbinit-snarl.py.in > $(BUILD)/gdbinit-snarl.py
+	install -m 644 $(BUILD)/gdbinit-snarl.py $(DESTDIR)$(GDBINITDIR)/snarl.py
+endif
+
+# The Debian package, by dpkg-buildpackage and debhelper (debian/), built in
+# a copy of this tree so that nothing lands beside it; it is left in
+# $(BUILD)/ (the dbgsym package and .changes stay in $(BUILD)/deb/).
+# DEB_JOBS: dpkg-buildpackage's parallelism (default: the machine's cores).
+DEB_JOBS ?= -J
+DEB_UNSET := MAKEFLAGS MFLAGS MAKEOVERRIDES MAKELEVEL BUILD PREFIX DESTDIR CC CFLAGS CPPFLAGS \
+             LDFLAGS EXTRA_CFLAGS PYTHON PY_INCLUDE GDBINITDIR
+deb:
+	@command -v dpkg-buildpackage >/dev/null || { echo "make: 'make deb' needs dpkg-dev and debhelper" >&2; exit 1; }
+	rm -rf $(BUILD)/deb $(BUILD)/snarl_*.deb
+	mkdir -p $(BUILD)/deb/snarl
+	tar -c --exclude=./build --exclude='./$(BUILD)' --exclude=./.git --exclude=__pycache__ \
+	    --exclude=./.pytest_cache -f - . | tar -x -C $(BUILD)/deb/snarl
+	@# The package's own make must not inherit this one's variables: make
+	@# exports those set on its command line (BUILD=..., PREFIX=...).
+	cd $(BUILD)/deb/snarl && env $(DEB_UNSET:%=-u %) dpkg-buildpackage -b -us -uc $(DEB_JOBS)
+	mv $(BUILD)/deb/snarl_*.deb $(BUILD)/
+	rm -rf $(BUILD)/deb/snarl
+	@ls $(BUILD)/snarl_*.deb
 
 format:
 	clang-format -i $(ENGINE_SRC) $(CLI_SRC) $(UNIT_SRC) $(wildcard src/*/*.h) src/snarl.h \

@@ -84,13 +84,17 @@ def command_help(command):
 
 
 def load_extension(script_path):
-    """The _snarl module: beside the script (installed) or in the source
-    tree's build/ directory."""
+    """The _snarl module: beside the script, in PREFIX/lib/snarl when the
+    script is installed in PREFIX/share/snarl (`make install` keeps the
+    architecture-dependent extension out of share/, as the FHS asks), or in
+    the source tree's build/ directory."""
     if "_snarl" in sys.modules:
         return sys.modules["_snarl"]
     here = os.path.dirname(os.path.abspath(script_path))
+    parent = os.path.dirname(here)
     tried = [os.path.join(here, EXTENSION),
-             os.path.join(os.path.dirname(here), "build", EXTENSION)]
+             os.path.join(os.path.dirname(parent), "lib", "snarl", EXTENSION),
+             os.path.join(parent, "build", EXTENSION)]
     for path in tried:
         if os.path.exists(path):
             loader = importlib.machinery.ExtensionFileLoader("_snarl", path)

@@ -17,6 +17,10 @@ PACKAGES=(
 	graphviz                                   # graph --format svg
 	python3-pytest-timeout                     # the pytest plugin's timeout test
 	clang-14 libclang-rt-14-dev                # libFuzzer, ASan, UBSan
+	dpkg-dev debhelper lintian                 # make deb (debian/), and its test
+	scdoc                                      # snarl(1) from docs/snarl.1.scd
+	python3-setuptools python3-wheel python3-venv   # the pytest plugin's distribution
+	zsh                                        # the zsh completion's test
 )
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -42,3 +46,5 @@ if ((${#missing[@]})); then
 fi
 
 "$(dirname "$0")/provision-pythons.sh"
+# A clean Debian 12 the package test installs build/snarl_*.deb into (an overlay of).
+"$(dirname "$0")/provision-debian12.sh"

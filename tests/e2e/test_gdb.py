@@ -288,12 +288,15 @@ def test_gdb_on_a_program_without_python_names_the_files_searched(tmp_path):
 
 
 def test_gdb_loads_the_plugin_from_an_installed_location(host, tmp_path):
-    # What `make install` lays out: the scripts and the extension side by side.
+    # What `make install` lays out: the scripts in PREFIX/share/snarl, the
+    # extension in PREFIX/lib/snarl.
     share = tmp_path / "share" / "snarl"
+    lib = tmp_path / "lib" / "snarl"
     share.mkdir(parents=True)
+    lib.mkdir(parents=True)
     for name in ("snarl_common.py", "snarl_gdb.py", "snarl_lldb.py"):
         shutil.copy(os.path.join(debuggers.ROOT, "plugin", name), share)
-    shutil.copy(debuggers.EXTENSION, share)
+    shutil.copy(debuggers.EXTENSION, lib)
     cli = debuggers.cli(["check", "--format", "json"], host.core)
     argv = [GDB, "--batch", "-nx", "-q", "-ex", "source %s" % (share / "snarl_gdb.py"),
             "-ex", "file " + host.executable, "-ex", "core-file " + host.core,
@@ -301,5 +304,5 @@ def test_gdb_loads_the_plugin_from_an_installed_location(host, tmp_path):
             "-ex", "python import sys; print(sys.modules['_snarl'].__file__)"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     lines = out.stdout.splitlines()
-    assert lines[-1] == str(share / "_snarl.abi3.so")
+    assert lines[-1] == str(lib / "_snarl.abi3.so")
     assert lines[-2] + "\n" == cli.stdout

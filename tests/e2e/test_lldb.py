@@ -6,6 +6,10 @@ first for a readable failure. Then, on this machine's own interpreter:
 errors as lldb errors (lldb --batch stops at the first failing command, so
 each session ends with the one it tests), a running process, help, and an
 internal error with and without SNARL_DEBUG."""
+import os
+import shutil
+import subprocess
+
 import pytest
 
 import debuggers
@@ -113,3 +117,23 @@ def test_lldb_internal_error_is_one_line_unless_snarl_debug(host, monkeypatch):
     assert "Traceback (most recent call last)" in outs[1].stdout
     assert outs[1].stderr == ("error: snarl: internal error: ZeroDivisionError: integer "
                               "division or modulo by zero\n")
+
+
+def test_lldb_loads_the_plugin_from_an_installed_location(host, tmp_path):
+    # What `make install` lays out: the scripts in PREFIX/share/snarl, the
+    # extension in PREFIX/lib/snarl.
+    share = tmp_path / "share" / "snarl"
+    lib = tmp_path / "lib" / "snarl"
+    share.mkdir(parents=True)
+    lib.mkdir(parents=True)
+    for name in ("snarl_common.py", "snarl_gdb.py", "snarl_lldb.py"):
+        shutil.copy(os.path.join(debuggers.ROOT, "plugin", name), share)
+    shutil.copy(debuggers.EXTENSION, lib)
+    cli = debuggers.cli(["check", "--format", "json"], host.core)
+    argv = [LLDB, "--batch", "-Q", "-o", "command script import %s" % (share / "snarl_lldb.py"),
+            "-o", "target create -c %s %s" % (host.core, host.executable),
+            "-o", "snarl check --format json",
+            "-o", "script import sys; print('EXT ' + sys.modules['_snarl'].__file__)"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert "EXT %s\n" % (lib / "_snarl.abi3.so") in out.stdout, out.stdout + out.stderr
+    assert cli.stdout in out.stdout
