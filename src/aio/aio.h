@@ -106,6 +106,14 @@ typedef struct aio_resource {
     bool external_refs;   /* referenced from outside the tasks' frames: someone else may wake it */
 } aio_resource;
 
+/* The request a task serves, from an ASGI scope or an aiohttp request in
+ * its outermost frames (aio_frameworks.c); empty strings when unknown. */
+typedef struct aio_request {
+    char method[16];
+    char path[256]; /* cut at this many bytes */
+    char client[72]; /* "host:port" */
+} aio_request;
+
 typedef struct aio_task {
     uint64_t id; /* the task object's address */
     char *name;
@@ -127,6 +135,7 @@ typedef struct aio_task {
     int64_t running_thread; /* native id of the thread running it now, 0 if none */
     char *created_at; /* "file:line" from asyncio debug mode, NULL if unknown */
     bool weak_only;   /* pending and kept alive by no strong reference (aio_reach.c) */
+    aio_request *request; /* NULL when it serves no request snarl can see */
 } aio_task;
 
 /* What the thread running a loop is doing. */
