@@ -92,6 +92,22 @@ void out_clean(sbuf *b, const char *s) {
     }
 }
 
+void out_task_request(sbuf *b, const aio_task *t) {
+    const aio_request *r = t->request;
+    if (!r) {
+        return;
+    }
+    sbuf_adds(b, " [");
+    out_clean(b, r->method[0] ? r->method : "?");
+    sbuf_addc(b, ' ');
+    out_clean(b, r->path[0] ? r->path : "?");
+    if (r->client[0]) {
+        sbuf_adds(b, " from ");
+        out_clean(b, r->client);
+    }
+    sbuf_addc(b, ']');
+}
+
 void out_task_ref(sbuf *b, const aio_task *t) {
     if (t->name) {
         sbuf_adds(b, "task '");
@@ -100,6 +116,7 @@ void out_task_ref(sbuf *b, const aio_task *t) {
     } else {
         sbuf_printf(b, "task 0x%" PRIx64, t->id);
     }
+    out_task_request(b, t);
 }
 
 void out_task_ref_id(sbuf *b, const aio_task *t) {
