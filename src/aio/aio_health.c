@@ -5,6 +5,7 @@
  * anything else references it (its refcount), and each loop's health. */
 #include "aio_int.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -451,9 +452,12 @@ static void aio_loop_health(aio_ctx *c, aio_loop *l) {
         if (py_slot(t, h, "_cancelled", &cancelled) == ERR_OK && cancelled == t->types.true_) {
             continue;
         }
+        bool when = py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK;
+        if (when && isinf(d) && d > 0) {
+            continue; /* sleep(math.inf), anyio's sleep_forever: it never fires */
+        }
         l->timers++;
-        if (py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK &&
-            (!l->has_next_timer || d < l->next_timer)) {
+        if (when && (!l->has_next_timer || d < l->next_timer)) {
             l->next_timer = d;
             l->has_next_timer = true;
         }

@@ -4,6 +4,7 @@
 #include "out.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,7 +162,9 @@ static void out_seconds(sbuf *b, double s) {
 }
 
 static void out_timing(sbuf *b, const aio_resource *r) {
-    if (r->has_remaining && r->remaining >= 0) {
+    if ((r->has_remaining && isinf(r->remaining)) || (r->has_deadline && isinf(r->deadline))) {
+        sbuf_adds(b, " forever"); /* sleep(math.inf), anyio's sleep_forever */
+    } else if (r->has_remaining && r->remaining >= 0) {
         sbuf_addc(b, ' ');
         out_seconds(b, r->remaining);
         sbuf_adds(b, " left");

@@ -4,6 +4,7 @@
 #include "out.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,7 +240,9 @@ static void out_waits_common(sbuf *b, const out_index *ix, size_t lead, const si
             }
         }
         sbuf_adds(b, out_kind_word(k));
-        if (timed) {
+        if (timed && isinf(hi)) {
+            sbuf_adds(b, isinf(lo) ? " forever" : " (some forever)");
+        } else if (timed) {
             sbuf_printf(b, " %.1f–%.1fs left", lo, hi);
         }
     } else if (r && r->type[0] && k != AIO_KIND_GATHER && k != AIO_KIND_TASKGROUP) {

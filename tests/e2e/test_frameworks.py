@@ -78,6 +78,28 @@ def test_fastapi_lock_cycle_is_named_by_its_requests(py, mode, snarl, tmp_path):
 
 @pytest.mark.skipif(not FASTAPI, reason="no interpreter with fastapi and uvicorn")
 @pytest.mark.parametrize("py", FASTAPI, ids=ids(FASTAPI))
+def test_every_view_shows_the_request_a_task_serves(py, snarl, tmp_path):
+    with Sample(py, "fastapi_deadlock.py", tmp_path) as s:
+        views = {}
+        for view in (["tasks", "--all"], ["tree"], ["graph", "--format", "dot"],
+                     ["graph", "--format", "mermaid"]):
+            out = run_snarl(*view, *sysroot(py), s.pid)
+            views[" ".join(view)] = out.stdout.decode()
+        for name, h in s.truth["handlers"].items():
+            out = run_snarl("task", h["task"], *sysroot(py), s.pid)
+            views["task " + name] = out.stdout.decode()
+        truth = s.truth
+    for name, h in truth["handlers"].items():
+        for view, text in views.items():
+            if view.startswith("task /") and view != "task " + name:
+                continue
+            # The table cuts long names: the method and the path come first
+            # (Mermaid writes the bracket as an entity).
+            assert "GET %s" % h["path"] in text, (view, text)
+
+
+@pytest.mark.skipif(not FASTAPI, reason="no interpreter with fastapi and uvicorn")
+@pytest.mark.parametrize("py", FASTAPI, ids=ids(FASTAPI))
 def test_a_healthy_uvicorn_server_under_load_reports_nothing(py, snarl, tmp_path):
     truth, out, doc, text = check(py, "fastapi_deadlock.py", tmp_path, "live", ["healthy"])
     assert out.returncode == 0, doc["diagnoses"]
@@ -120,6 +142,11 @@ def test_anyio_receiver_whose_sender_is_gone_waits_on_the_stream(py, mode, snarl
     assert stream["waiters"] == truth["tasks"]
     assert "%d open send" % truth["open_send"] in stream["detail"]
     assert not [d for d in doc["diagnoses"] if d["kind"] in ("wake-cycle", "lock-cycle")]
+    # The host task sleeps forever (a timer at +inf, which never fires):
+    # the loop has nothing left that could wake the consumer.
+    asleep = [d for d in doc["diagnoses"] if d["kind"] == "all-asleep"]
+    assert len(asleep) == 1 and set(truth["tasks"]) <= set(asleep[0]["tasks"]), doc["diagnoses"]
+    assert out.returncode == 1
 
 
 @pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
