@@ -110,7 +110,7 @@ typedef struct aio_resource {
  * its outermost frames (aio_frameworks.c); empty strings when unknown. */
 typedef struct aio_request {
     char method[16];
-    char path[256]; /* cut at this many bytes */
+    char path[256];  /* cut at this many bytes */
     char client[72]; /* "host:port" */
 } aio_request;
 

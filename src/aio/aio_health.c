@@ -36,10 +36,11 @@ static bool aio_is_aexit(aio_ctx *c, u64map *cache, uint64_t func) {
     py_target *t = c->t;
     uint64_t type, qn;
     char name[64];
-    bool yes = py_type_of(t, func, &type) == ERR_OK && type == t->types.function &&
-               mem_read_u64(t->m, func + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
-               py_read_str_buf(t, qn, name, sizeof name) == ERR_OK &&
-               (strcmp(name, "_ContextManagerMixin.__aexit__") == 0 || aio_anyio_aexit(c, func, name));
+    bool yes =
+        py_type_of(t, func, &type) == ERR_OK && type == t->types.function &&
+        mem_read_u64(t->m, func + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
+        py_read_str_buf(t, qn, name, sizeof name) == ERR_OK &&
+        (strcmp(name, "_ContextManagerMixin.__aexit__") == 0 || aio_anyio_aexit(c, func, name));
     u64map_put(cache, func, yes ? 2 : 1);
     return yes;
 }
@@ -130,10 +131,9 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
      * one being acquired, not held. */
     if (nheld && k > 0) {
         const aio_frame *inner = VEC_AT(&task->frames, aio_frame, k - 1);
-        if (inner->function &&
-            (strcmp(inner->function, "_ContextManagerMixin.__aenter__") == 0 ||
-             (strcmp(inner->function, "Semaphore.__aenter__") == 0 && inner->file &&
-              strstr(inner->file, "/anyio/")))) {
+        if (inner->function && (strcmp(inner->function, "_ContextManagerMixin.__aenter__") == 0 ||
+                                (strcmp(inner->function, "Semaphore.__aenter__") == 0 &&
+                                 inner->file && strstr(inner->file, "/anyio/")))) {
             nheld--;
         }
     }
