@@ -1077,12 +1077,12 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
     CHECK(json_valid(s));
     CHECK(starts_with(s, "{\"schema\":\"snarl/1\",\"target\":{\"kind\":\"live\",\"pid\":4242,"));
     CHECK_HAS(s, "\"tasks_found_by\":\"registry\"");
-    CHECK_HAS(
-        s, "{\"id\":\"0x1000\",\"name\":\"a\\\"b\\\\c\\nd\\te\\u0001\",\"type\":\"_asyncio.Task\",\"request\":null,"
-           "\"state\":\"pending\",\"cancels\":0,\"loop\":null,\"stack\":[],\"waits\":null,"
-           "\"awaits\":[],\"awaited_by\":[],\"awaited_by_interpreter\":[],"
-           "\"found_by\":\"heap\",\"running_in_thread\":null,\"created_at\":null,"
-           "\"truncated\":false,\"weak_only\":false}");
+    CHECK_HAS(s, "{\"id\":\"0x1000\",\"name\":\"a\\\"b\\\\c\\nd\\te\\u0001\",\"type\":\"_asyncio."
+                 "Task\",\"request\":null,"
+                 "\"state\":\"pending\",\"cancels\":0,\"loop\":null,\"stack\":[],\"waits\":null,"
+                 "\"awaits\":[],\"awaited_by\":[],\"awaited_by_interpreter\":[],"
+                 "\"found_by\":\"heap\",\"running_in_thread\":null,\"created_at\":null,"
+                 "\"truncated\":false,\"weak_only\":false}");
     CHECK_HAS(s,
               "\"state\":\"cancelled\",\"cancels\":2,\"loop\":\"0x9000\",\"stack\":["
               "{\"function\":\"nap\",\"file\":\"app.py\",\"line\":null},"
