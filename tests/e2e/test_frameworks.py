@@ -172,3 +172,17 @@ def test_httpx_pool_held_by_its_own_waiter_is_a_self_wait(py, mode, snarl, tmp_p
     assert pool["type"] == "httpcore.AsyncConnectionPool"
     assert pool["holders"] == [truth["task"]] and pool["waiters"] == [truth["task"]]
     assert pool["detail"].startswith("%d of 1 connections in use" % truth["active"])
+
+
+@pytest.mark.skipif(not HTTPX, reason="no interpreter with httpx and httpcore")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("py", HTTPX, ids=ids(HTTPX))
+def test_httpx_pool_and_a_lock_in_a_ring_are_a_lock_cycle(py, mode, snarl, tmp_path):
+    truth, out, doc, text = check(py, "httpx_pool_self_wait.py", tmp_path, mode, ["cycle"])
+    assert out.returncode == 1, out.stderr.decode()
+    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
+    assert len(cycles) == 1, doc["diagnoses"]
+    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
+    assert sorted(cycles[0]["resources"]) == sorted([truth["lock"], truth["pool"]])
+    assert "httpcore.AsyncConnectionPool" in cycles[0]["summary"]
+    assert not [d for d in doc["diagnoses"] if d["kind"] == "lock-reacquire"]
