@@ -8,6 +8,9 @@
            stream was dropped without close(): nothing can ever send. snarl
            must type its wait as the stream, with no resolver, and say that
            no send stream is left.
+  ring     "ping" receives from a stream whose only sender "pong" holds,
+           and "pong" from one whose only sender "ping" holds: a
+           wake-cycle of exactly those two tasks and two streams.
   healthy  a producer and consumers pass items through memory object
            streams, a CapacityLimiter and a Semaphore, non-stop: nothing
            may be reported.
@@ -15,7 +18,7 @@
 The truth (argv[1]): pid, and the tasks and primitives involved, from
 anyio's own records (Lock._owner_task, the stream's statistics).
 Prints READY once the state is reached.
-Run: python3.14 anyio_stuck.py TRUTH.json locks|gone|healthy
+Run: python3.14 anyio_stuck.py TRUTH.json locks|gone|ring|healthy
 """
 import asyncio
 import gc
@@ -83,6 +86,28 @@ async def gone(tg, truth):
     del state
 
 
+async def ring(tg, truth):
+    tx1, rx1 = anyio.create_memory_object_stream(0)
+    tx2, rx2 = anyio.create_memory_object_stream(0)
+    waiting = []
+
+    async def player(tx, rx):
+        waiting.append(tid())
+        async with tx, rx:
+            await rx.receive()
+            await tx.send("never")
+
+    tg.start_soon(player, tx2, rx1, name="ping")
+    tg.start_soon(player, tx1, rx2, name="pong")
+    states = tx1._state, tx2._state
+    del tx1, rx1, tx2, rx2
+    while not all(st.waiting_receivers for st in states):
+        await anyio.sleep(0.01)
+    truth["tasks"] = sorted(waiting)
+    truth["streams"] = sorted(hex(id(st)) for st in states)
+    del states
+
+
 async def healthy(tg, truth):
     send, receive = anyio.create_memory_object_stream(4)
     limiter, sem = anyio.CapacityLimiter(2), anyio.Semaphore(1)
@@ -112,7 +137,7 @@ async def healthy(tg, truth):
 async def main():
     truth = {"pid": os.getpid()}
     async with anyio.create_task_group() as tg:
-        await {"locks": locks, "gone": gone, "healthy": healthy}[MODE](tg, truth)
+        await {"locks": locks, "gone": gone, "ring": ring, "healthy": healthy}[MODE](tg, truth)
         with open(sys.argv[1], "w") as f:
             json.dump(truth, f)
         print("READY", flush=True)

@@ -430,6 +430,8 @@ static err_t aio_fw_stream(aio_ctx *c, aio_resource *r) {
     u64map_init(&frame_refs);
     vec streams;
     vec_init(&streams, sizeof(uint64_t));
+    u64set sends; /* the send streams among them */
+    u64set_init(&sends);
     err_t e = ERR_OK;
     size_t send_objs = 0, receive_objs = 0;
     r->resolvers.len = 0;
@@ -446,12 +448,18 @@ static err_t aio_fw_stream(aio_ctx *c, aio_resource *r) {
             }
             send_objs += ref->send;
             receive_objs += !ref->send;
+            if (ref->send && u64set_add(&sends, ref->stream) < 0) {
+                e = ERR_NOMEM;
+                break;
+            }
         }
         if (!u64map_put(&frame_refs, ref->stream, n + ref->owned)) {
             e = ERR_NOMEM;
         }
-        uint64_t closed = aio_fw_field(c, ref->stream, "_closed");
-        bool open = closed && closed != t->types.true_;
+        /* `_closed` is a dataclass default: in the instance only once
+         * close() set it. Absent (or unreadable) counts as open, which
+         * only ever adds a resolver. */
+        bool open = aio_fw_field(c, ref->stream, "_closed") != t->types.true_;
         if (open && ((ref->send && want_send) || (!ref->send && want_receive)) &&
             !u64vec_has(&r->waiters, ref->task) && !u64vec_add_unique(&r->resolvers, ref->task)) {
             e = ERR_NOMEM;
@@ -460,8 +468,16 @@ static err_t aio_fw_stream(aio_ctx *c, aio_resource *r) {
     uint64_t count;
     bool immortal, external = py_refcount(t, r->id, &count, &immortal) != ERR_OK || immortal ||
                               count > streams.len;
+    /* Only the ends that could wake the waiters matter: whoever else holds
+     * a receive stream can only receive (a receiver in receive() keeps one
+     * more in its WouldBlock's traceback), and an unseen stream object of
+     * either side shows in the state's count. */
     for (size_t i = 0; i < streams.len && !external; i++) {
         uint64_t s = *VEC_AT(&streams, uint64_t, i), n = 0;
+        bool send = u64set_has(&sends, s);
+        if (!((send && want_send) || (!send && want_receive))) {
+            continue;
+        }
         u64map_get(&frame_refs, s, &n);
         external = py_refcount(t, s, &count, &immortal) != ERR_OK || immortal || count > n;
     }
@@ -489,6 +505,7 @@ static err_t aio_fw_stream(aio_ctx *c, aio_resource *r) {
              cap, senders, receivers, gone);
     u64map_free(&frame_refs);
     vec_free(&streams);
+    u64set_free(&sends);
     return e;
 }
 

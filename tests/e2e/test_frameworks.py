@@ -141,12 +141,32 @@ def test_anyio_receiver_whose_sender_is_gone_waits_on_the_stream(py, mode, snarl
     assert stream["resolvers"] == []
     assert stream["waiters"] == truth["tasks"]
     assert "%d open send" % truth["open_send"] in stream["detail"]
+    # Every reference to the state is explained and no send stream is among
+    # them: the open send end was dropped without close().
+    assert "no send stream object left" in stream["detail"]
     assert not [d for d in doc["diagnoses"] if d["kind"] in ("wake-cycle", "lock-cycle")]
     # The host task sleeps forever (a timer at +inf, which never fires):
     # the loop has nothing left that could wake the consumer.
     asleep = [d for d in doc["diagnoses"] if d["kind"] == "all-asleep"]
     assert len(asleep) == 1 and set(truth["tasks"]) <= set(asleep[0]["tasks"]), doc["diagnoses"]
     assert out.returncode == 1
+
+
+@pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("py", ANYIO, ids=ids(ANYIO))
+def test_anyio_streams_whose_senders_only_the_other_receiver_holds_are_a_wake_cycle(
+        py, mode, snarl, tmp_path):
+    truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["ring"])
+    assert out.returncode == 1, out.stderr.decode()
+    cycles = [d for d in doc["diagnoses"] if d["kind"] == "wake-cycle"]
+    assert len(cycles) == 1, doc["diagnoses"]
+    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
+    assert sorted(cycles[0]["resources"]) == truth["streams"]
+    for stream in (r for r in doc["resources"] if r["id"] in truth["streams"]):
+        assert stream["type"] == "anyio.MemoryObjectStream"
+        # Its only resolver is the other player, who holds its send end.
+        assert len(stream["resolvers"]) == 1 and stream["resolvers"] != stream["waiters"]
 
 
 @pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
