@@ -206,3 +206,27 @@ def test_httpx_pool_and_a_lock_in_a_ring_are_a_lock_cycle(py, mode, snarl, tmp_p
     assert sorted(cycles[0]["resources"]) == sorted([truth["lock"], truth["pool"]])
     assert "httpcore.AsyncConnectionPool" in cycles[0]["summary"]
     assert not [d for d in doc["diagnoses"] if d["kind"] == "lock-reacquire"]
+
+
+AIOHTTP = with_modules("aiohttp")
+
+
+@pytest.mark.skipif(not AIOHTTP, reason="no interpreter with aiohttp (python3-aiohttp in the chroot)")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("py", AIOHTTP, ids=ids(AIOHTTP))
+def test_aiohttp_handlers_show_the_request_they_serve(py, mode, snarl, tmp_path):
+    if mode == "core" and not shutil.which("gcore"):
+        pytest.skip("gcore (gdb) not installed")
+    with Sample(py, "aiohttp_deadlock.py", tmp_path) as s:
+        target = s.gcore(str(tmp_path)) if mode == "core" else s.pid
+        out = run_snarl("check", "--format", "json", *sysroot(py), target)
+        handlers = {task: path for path, task in s.truth["requests"].items()}
+    doc = json.loads(out.stdout)
+    tasks = {t["id"]: t for t in doc["tasks"]}
+    for task, path in handlers.items():
+        request = tasks[task]["request"]
+        assert request["method"] == "POST" and request["path"] == path, request
+        assert request["client"].startswith("127.0.0.1:"), request
+    (cycle,) = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
+    for path in handlers.values():
+        assert "[POST %s from 127.0.0.1:" % path in cycle["summary"]
