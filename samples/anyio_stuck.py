@@ -11,6 +11,11 @@
   ring     "ping" receives from a stream whose only sender "pong" holds,
            and "pong" from one whose only sender "ping" holds: a
            wake-cycle of exactly those two tasks and two streams.
+  limiters two tasks take two CapacityLimiter(1)s in opposite orders: a
+           lock-cycle, each limiter held by the borrower it records.
+  semaphore a task holding an anyio.Semaphore(1) acquires it again: a
+           lock-reacquire. Here the host task waits in the task group's
+           __aexit__ for its children: they are that wait's members.
   healthy  a producer and consumers pass items through memory object
            streams, a CapacityLimiter and a Semaphore, non-stop: nothing
            may be reported.
@@ -18,7 +23,7 @@
 The truth (argv[1]): pid, and the tasks and primitives involved, from
 anyio's own records (Lock._owner_task, the stream's statistics).
 Prints READY once the state is reached.
-Run: python3.14 anyio_stuck.py TRUTH.json locks|gone|ring|healthy
+Run: python3.14 anyio_stuck.py TRUTH.json locks|gone|ring|limiters|semaphore|healthy
 """
 import asyncio
 import gc
@@ -108,6 +113,45 @@ async def ring(tg, truth):
     del states
 
 
+async def limiters(tg, truth):
+    a, b = anyio.CapacityLimiter(1), anyio.CapacityLimiter(1)
+    holding = []
+
+    async def worker(first, second):
+        async with first:
+            holding.append(tid())
+            while len(holding) < 2:
+                await anyio.sleep(0.01)
+            async with second:
+                pass
+
+    tg.start_soon(worker, a, b, name="left")
+    tg.start_soon(worker, b, a, name="right")
+    while not (a._wait_queue and b._wait_queue):
+        await anyio.sleep(0.01)
+    truth["tasks"] = sorted(holding)
+    truth["limiters"] = sorted(hex(id(x)) for x in (a, b))
+    truth["borrowers"] = {hex(id(x)): [hex(id(t)) for t in x._borrowers] for x in (a, b)}
+
+
+async def semaphore(tg, truth):
+    sem = anyio.Semaphore(1)
+    me = []
+
+    async def twice():
+        me.append(tid())
+        async with sem:
+            async with sem:
+                pass
+
+    tg.start_soon(twice, name="twice")
+    while not sem._waiters:
+        await anyio.sleep(0.01)
+    truth["tasks"] = me
+    truth["semaphore"] = hex(id(sem))
+    truth["host"] = tid()
+
+
 async def healthy(tg, truth):
     send, receive = anyio.create_memory_object_stream(4)
     limiter, sem = anyio.CapacityLimiter(2), anyio.Semaphore(1)
@@ -134,13 +178,31 @@ async def healthy(tg, truth):
         await anyio.sleep(0.01)
 
 
+def record(truth):
+    with open(sys.argv[1], "w") as f:
+        json.dump(truth, f)
+    print("READY", flush=True)
+
+
 async def main():
     truth = {"pid": os.getpid()}
+    if MODE == "semaphore":
+        # The host leaves the block and waits for its children; a task
+        # outside the group says READY once it waits there.
+        async def when_host_waits(tg):
+            while tg._on_completed_fut is None:
+                await asyncio.sleep(0.01)
+            truth["members"] = sorted(hex(id(t)) for t in tg._tasks)
+            record(truth)
+
+        async with anyio.create_task_group() as tg:
+            await semaphore(tg, truth)
+            asyncio.get_running_loop().create_task(when_host_waits(tg))
+        return
     async with anyio.create_task_group() as tg:
-        await {"locks": locks, "gone": gone, "ring": ring, "healthy": healthy}[MODE](tg, truth)
-        with open(sys.argv[1], "w") as f:
-            json.dump(truth, f)
-        print("READY", flush=True)
+        await {"locks": locks, "gone": gone, "ring": ring, "limiters": limiters,
+                "semaphore": semaphore, "healthy": healthy}[MODE](tg, truth)
+        record(truth)
         await anyio.sleep_forever()
 
 

@@ -130,6 +130,44 @@ def test_anyio_locks_in_opposite_order_are_a_lock_cycle_with_holders(py, mode, s
 @pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("py", ANYIO, ids=ids(ANYIO))
+def test_anyio_capacity_limiters_in_opposite_order_are_a_lock_cycle(py, mode, snarl, tmp_path):
+    truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["limiters"])
+    assert out.returncode == 1, out.stderr.decode()
+    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
+    assert len(cycles) == 1, doc["diagnoses"]
+    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
+    assert sorted(cycles[0]["resources"]) == truth["limiters"]
+    resources = {r["id"]: r for r in doc["resources"]}
+    for limiter, borrowers in truth["borrowers"].items():
+        assert resources[limiter]["type"] == "anyio.CapacityLimiter"
+        assert resources[limiter]["holders"] == borrowers
+        assert resources[limiter]["detail"] == "1 of 1 tokens borrowed"
+
+
+@pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("py", ANYIO, ids=ids(ANYIO))
+def test_anyio_semaphore_taken_twice_is_a_reacquire_under_a_waiting_task_group(py, mode, snarl,
+                                                                                tmp_path):
+    truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["semaphore"])
+    assert out.returncode == 1, out.stderr.decode()
+    found = [d for d in doc["diagnoses"] if d["kind"] == "lock-reacquire"]
+    assert len(found) == 1, doc["diagnoses"]
+    assert found[0]["tasks"] == truth["tasks"]
+    assert found[0]["resources"] == [truth["semaphore"]]
+    tasks = {t["id"]: t for t in doc["tasks"]}
+    # The host waits in the task group's __aexit__ for exactly its children.
+    waits = tasks[truth["host"]]["waits"]
+    assert waits["kind"] == "taskgroup" and waits["type"] == "anyio.TaskGroup"
+    (group,) = [r for r in doc["resources"] if r["id"] == waits["id"]]
+    assert sorted(group["members"]) == truth["members"]
+    for member in truth["members"]:
+        assert truth["host"] in tasks[member]["awaited_by"]
+
+
+@pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("py", ANYIO, ids=ids(ANYIO))
 def test_anyio_receiver_whose_sender_is_gone_waits_on_the_stream(py, mode, snarl, tmp_path):
     truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["gone"])
     (consumer,) = [t for t in doc["tasks"] if t["id"] in truth["tasks"]]
