@@ -245,8 +245,10 @@ static err_t aio_fw_limiter(aio_ctx *c, aio_resource *r) {
 /* --- httpcore's pool ------------------------------------------------ */
 
 /* The pool request an object leads to, through httpx's and httpcore's
- * response wrappers; 0 if none. */
-static uint64_t aio_fw_pool_request(aio_ctx *c, uint64_t obj) {
+ * response wrappers; 0 if none. types caches each type's step (0: none,
+ * 1..4: a hop, 5: the pool request): every local of every pending task is
+ * asked, and a million tasks share a few types. */
+static uint64_t aio_fw_pool_request(aio_ctx *c, u64map *types, uint64_t obj) {
     static const struct {
         const char *type, *next;
     } hops[] = {
@@ -255,21 +257,29 @@ static uint64_t aio_fw_pool_request(aio_ctx *c, uint64_t obj) {
         {"AsyncResponseStream", "_httpcore_stream"}, /* httpx's transport */
         {"PoolByteStream", "_pool_request"},         /* httpcore's pool */
     };
+    const uint64_t found = ARRAY_LEN(hops) + 1;
     for (int hop = 0; obj && hop < AIO_POOL_HOPS; hop++) {
-        uint64_t type;
+        uint64_t type, step = 0;
         char name[64];
-        if (py_type_of(c->t, obj, &type) != ERR_OK ||
-            py_type_name(c->t, type, name, sizeof name) != ERR_OK) {
+        if (py_type_of(c->t, obj, &type) != ERR_OK) {
             return 0;
         }
-        if (strcmp(name, "AsyncPoolRequest") == 0) {
+        if (!u64map_get(types, type, &step)) {
+            if (py_type_name(c->t, type, name, sizeof name) != ERR_OK) {
+                return 0;
+            }
+            step = strcmp(name, "AsyncPoolRequest") == 0 ? found : 0;
+            for (size_t k = 0; k < ARRAY_LEN(hops) && !step; k++) {
+                step = strcmp(name, hops[k].type) == 0 ? k + 1 : 0;
+            }
+            u64map_put(types, type, step);
+        }
+        if (step == found) {
             return obj;
         }
         uint64_t next = 0;
-        for (size_t k = 0; k < ARRAY_LEN(hops) && !next; k++) {
-            if (strcmp(name, hops[k].type) == 0) {
-                py_attr(c->t, obj, hops[k].next, &next);
-            }
+        if (step) {
+            py_attr(c->t, obj, hops[step - 1].next, &next);
         }
         obj = next;
     }
@@ -302,8 +312,10 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
         return ERR_OK;
     }
     /* Active requests hold a connection; queued ones wait for one. */
-    u64map active; /* pool request -> 1 + index of the task found holding it, or 1 */
+    u64map active; /* pool request -> 1 once a task is found holding it, else 0 */
     u64map_init(&active);
+    u64map types;
+    u64map_init(&types);
     size_t nactive = 0;
     err_t e = ERR_OK;
     for (size_t i = 0; i < reqs.len && e == ERR_OK; i++) {
@@ -347,7 +359,7 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
             for (int s = 0; s < code->nlocalsplus && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
                 uint64_t o, pr, v;
                 if (py_frame_slot(t, f->addr, s, &o) != ERR_OK || !o ||
-                    !(pr = aio_fw_pool_request(c, o)) || !u64map_get(&active, pr, &v)) {
+                    !(pr = aio_fw_pool_request(c, &types, o)) || !u64map_get(&active, pr, &v)) {
                     continue;
                 }
                 if (v == 0) {
@@ -372,6 +384,7 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
     snprintf(r->detail, sizeof r->detail, "%zu of %" PRId64 " connections in use, %zu queued%s",
              nactive, max, reqs.len - nactive, timeout ? ", with a pool timeout" : "");
     u64map_free(&active);
+    u64map_free(&types);
     vec_free(&reqs);
     return e;
 }
