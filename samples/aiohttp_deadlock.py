@@ -7,7 +7,7 @@ around the two stuck handlers, as in production.
 With "uvloop" as argv[2] it runs on uvloop's loop, whose handles are C.
 
 The truth (argv[1]): the two handler tasks (recorded by each handler from
-inside itself) and the two locks; snarl must report one lock-cycle of
+inside itself, with the path each serves) and the two locks; snarl must report one lock-cycle of
 exactly those. Prints READY once both handlers wait for their second lock.
 Run: python3.14 aiohttp_deadlock.py TRUTH.json [uvloop]
 """
@@ -59,6 +59,7 @@ async def main():
         await waiting_for_second_lock()
         with open(sys.argv[1], "w") as f:
             json.dump({"pid": os.getpid(), "handlers": sorted(HANDLERS.values()),
+                       "requests": HANDLERS,  # the path each handler serves
                        "locks": sorted(hex(id(lock)) for lock in ACCOUNTS),
                        "loop": type(asyncio.get_running_loop()).__name__}, f)
         print("READY", flush=True)

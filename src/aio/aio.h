@@ -106,6 +106,14 @@ typedef struct aio_resource {
     bool external_refs;   /* referenced from outside the tasks' frames: someone else may wake it */
 } aio_resource;
 
+/* The request a task serves, from an ASGI scope or an aiohttp request in
+ * its outermost frames (aio_frameworks.c); empty strings when unknown. */
+typedef struct aio_request {
+    char method[16];
+    char path[256];  /* cut at this many bytes */
+    char client[72]; /* "host:port" */
+} aio_request;
+
 typedef struct aio_task {
     uint64_t id; /* the task object's address */
     char *name;
@@ -128,6 +136,7 @@ typedef struct aio_task {
     char *created_at; /* "file:line" from asyncio debug mode, NULL if unknown */
     uint64_t fut_waiter; /* the future its next step waits for (fut_waiter), 0 if none */
     vec chain; /* uint64_t: its coroutines and generators, outermost first (reachability only) */
+    aio_request *request; /* NULL when it serves no request snarl can see */
 } aio_task;
 
 /* What the thread running a loop is doing. */

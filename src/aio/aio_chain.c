@@ -21,6 +21,15 @@ typedef struct aio_frame_rule {
     bool by_future; /* `self` is the event loop: the future is the resource */
 } aio_frame_rule;
 
+/* A framework's frame rule, whose resource may not be `self`: an attribute
+ * of `self` (anyio's memory streams share their `_state`), or `self` of the
+ * next outer frame when that frame runs outer_function (httpcore's pool). */
+typedef struct aio_fw_rule {
+    aio_frame_rule rule;
+    const char *self_attr;
+    const char *outer_function;
+} aio_fw_rule;
+
 /* asyncio's own coroutine frames that say what a task waits for; `self` of
  * the outermost match is the resource (a Barrier waits through a Condition:
  * the Barrier wins). */
@@ -53,13 +62,33 @@ static const aio_frame_rule aio_rules[] = {
     {"StreamWriter.drain", AIO_KIND_IO, false},
 };
 
+/* anyio on the asyncio backend (anyio/_backends/_asyncio.py and
+ * anyio/_core/, anyio/streams/memory.py): its Lock, Semaphore, Event,
+ * Condition and TaskGroup share asyncio's qualnames above; these are its
+ * own. A CapacityLimiter counts like a semaphore; a memory object
+ * stream is a queue whose resource is the state both ends share.
+ * httpcore's pool (what httpx sends through): a request waiting for a
+ * connection waits on the pool, a counted resource like a semaphore. */
+static const aio_fw_rule aio_fw_rules[] = {
+    {{"CapacityLimiter.acquire", AIO_KIND_SEMAPHORE, false}, NULL, NULL},
+    {{"CapacityLimiter.acquire_on_behalf_of", AIO_KIND_SEMAPHORE, false}, NULL, NULL},
+    {{"MemoryObjectReceiveStream.receive", AIO_KIND_QUEUE, false}, "_state", NULL},
+    {{"MemoryObjectSendStream.send", AIO_KIND_QUEUE, false}, "_state", NULL},
+    {{"AsyncPoolRequest.wait_for_connection", AIO_KIND_SEMAPHORE, false},
+     NULL,
+     "AsyncConnectionPool.handle_async_request"},
+};
+
 /* Resources keyed by the future itself rather than by `self`. */
 static bool aio_rule_keys_future(aio_kind k) {
     return k == AIO_KIND_SLEEP;
 }
 
+/* Library frames the classification looks through: asyncio's own, and the
+ * frameworks built on it whose primitives are modelled (anyio, httpcore). */
 static bool aio_is_asyncio_file(const char *file) {
-    return file && strstr(file, "/asyncio/") != NULL;
+    return file && (strstr(file, "/asyncio/") != NULL || strstr(file, "/anyio/") != NULL ||
+                    strstr(file, "/httpcore/") != NULL);
 }
 
 static err_t aio_push_chain_frame(aio_ctx *c, aio_task *task, uint64_t frame_addr,
@@ -105,7 +134,9 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
     uint64_t type;
     if (py_type_of(c->t, id, &type) == ERR_OK) {
         py_type_name(c->t, type, r->type, sizeof r->type);
+        aio_fw_type_name(c, id, type, r->type, sizeof r->type);
     }
+    aio_fw_resource_added(c, r);
     return r;
 }
 
@@ -245,6 +276,30 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
                 }
             }
         }
+        for (size_t k = 0; k < ARRAY_LEN(aio_fw_rules); k++) {
+            const aio_fw_rule *rule = &aio_fw_rules[k];
+            const aio_frame *outer =
+                i + 1 < task->frames.len ? VEC_AT(&task->frames, aio_frame, i + 1) : NULL;
+            if (strcmp(f->function, rule->rule.qualname) != 0) {
+                continue;
+            }
+            kind = rule->rule.kind;
+            self = 0;
+            if (!rule->outer_function) {
+                py_frame_slot(t, f->addr, 0, &self);
+            } else if (outer && outer->function &&
+                       strcmp(outer->function, rule->outer_function) == 0) {
+                py_frame_slot(t, outer->addr, 0, &self);
+            }
+            if (self && rule->self_attr) {
+                uint64_t inner = 0;
+                py_attr(t, self, rule->self_attr, &inner);
+                self = inner;
+            }
+            if (!self) {
+                kind = AIO_KIND_NONE; /* not the shape we know: say what is awaited */
+            }
+        }
     }
     aio_objkind ok = aio_object_kind(c, awaited);
     bool is_task = ok == AIO_OBJ_C_TASK || ok == AIO_OBJ_PY_TASK;
@@ -272,6 +327,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     uint64_t type;
     if (py_type_of(t, id, &type) == ERR_OK) {
         py_type_name(t, type, task->waits_type, sizeof task->waits_type);
+        aio_fw_type_name(c, id, type, task->waits_type, sizeof task->waits_type);
     }
     if (!u64vec_add_unique(&task->awaits, id)) {
         return ERR_NOMEM;

@@ -5,6 +5,7 @@
  * anything else references it (its refcount), and each loop's health. */
 #include "aio_int.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +13,18 @@
 #define AIO_STACK_SCAN_MAX 64
 /* Locals of one frame we scan for references. */
 #define AIO_LOCALS_SCAN_MAX 256
+
+/* anyio's Semaphore (whose backend class records no owner) is held by the
+ * tasks inside `async with` on it, like asyncio's: its __aexit__ is in
+ * anyio's own files. */
+static bool aio_anyio_aexit(aio_ctx *c, uint64_t func, const char *qualname) {
+    uint64_t code;
+    const py_code *pc;
+    return strcmp(qualname, "Semaphore.__aexit__") == 0 &&
+           mem_read_u64(c->t->m, func + (uint64_t)c->t->L.func_code, &code) == ERR_OK &&
+           py_code_get(c->t, code, &pc) == ERR_OK && pc->filename &&
+           strstr(pc->filename, "/anyio/") != NULL;
+}
 
 /* Functions already identified as asyncio's _ContextManagerMixin.__aexit__
  * (value 2) or as something else (value 1). */
@@ -23,10 +36,11 @@ static bool aio_is_aexit(aio_ctx *c, u64map *cache, uint64_t func) {
     py_target *t = c->t;
     uint64_t type, qn;
     char name[64];
-    bool yes = py_type_of(t, func, &type) == ERR_OK && type == t->types.function &&
-               mem_read_u64(t->m, func + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
-               py_read_str_buf(t, qn, name, sizeof name) == ERR_OK &&
-               strcmp(name, "_ContextManagerMixin.__aexit__") == 0;
+    bool yes =
+        py_type_of(t, func, &type) == ERR_OK && type == t->types.function &&
+        mem_read_u64(t->m, func + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
+        py_read_str_buf(t, qn, name, sizeof name) == ERR_OK &&
+        (strcmp(name, "_ContextManagerMixin.__aexit__") == 0 || aio_anyio_aexit(c, func, name));
     u64map_put(cache, func, yes ? 2 : 1);
     return yes;
 }
@@ -117,7 +131,9 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
      * one being acquired, not held. */
     if (nheld && k > 0) {
         const aio_frame *inner = VEC_AT(&task->frames, aio_frame, k - 1);
-        if (inner->function && strcmp(inner->function, "_ContextManagerMixin.__aenter__") == 0) {
+        if (inner->function && (strcmp(inner->function, "_ContextManagerMixin.__aenter__") == 0 ||
+                                (strcmp(inner->function, "Semaphore.__aenter__") == 0 &&
+                                 inner->file && strstr(inner->file, "/anyio/")))) {
             nheld--;
         }
     }
@@ -139,6 +155,7 @@ typedef struct aio_refs {
 
 static err_t aio_note_ref(aio_ctx *c, aio_refs *refs, uint64_t obj, uint64_t task, bool owned) {
     uint64_t idx, n = 0;
+    aio_fw_note_ref(c, obj, task, owned);
     if (!obj || !u64map_get(&c->resource_index, obj, &idx)) {
         return ERR_OK;
     }
@@ -237,6 +254,10 @@ static bool aio_wakeable_kind(aio_kind k) {
 static bool aio_locked(aio_ctx *c, const aio_resource *r) {
     uint64_t v = 0;
     int64_t n;
+    bool fw;
+    if (aio_fw_locked(c, r, &fw)) {
+        return fw;
+    }
     if (r->kind == AIO_KIND_CONDITION) {
         uint64_t lock = 0;
         return py_attr(c->t, r->id, "_lock", &lock) == ERR_OK && lock &&
@@ -431,9 +452,12 @@ static void aio_loop_health(aio_ctx *c, aio_loop *l) {
         if (py_slot(t, h, "_cancelled", &cancelled) == ERR_OK && cancelled == t->types.true_) {
             continue;
         }
+        bool when = py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK;
+        if (when && isinf(d) && d > 0) {
+            continue; /* sleep(math.inf), anyio's sleep_forever: it never fires */
+        }
         l->timers++;
-        if (py_slot(t, h, "_when", &w) == ERR_OK && w && py_read_float(t, w, &d) == ERR_OK &&
-            (!l->has_next_timer || d < l->next_timer)) {
+        if (when && (!l->has_next_timer || d < l->next_timer)) {
             l->next_timer = d;
             l->has_next_timer = true;
         }
@@ -521,7 +545,13 @@ err_t aio_read_health(aio_ctx *c) {
         r->holders.len = r->holder_sites.len = keep;
     }
     if (e == ERR_OK) {
+        e = aio_fw_holders(c);
+    }
+    if (e == ERR_OK) {
         e = aio_resolvers(c);
+    }
+    if (e == ERR_OK) {
+        e = aio_fw_resolvers(c);
     }
     for (size_t i = 0; i < m->loops.len && e == ERR_OK; i++) {
         aio_loop *l = VEC_AT(&m->loops, aio_loop, i);

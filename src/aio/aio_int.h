@@ -53,7 +53,34 @@ typedef struct aio_ctx {
     uint64_t interp; /* the main interpreter */
     u64map task_index;     /* task id -> index in model->tasks */
     u64map resource_index; /* resource id -> index in model->resources */
+    /* Frameworks (aio_frameworks.c): type -> aio_fw kind; code -> the local
+     * holding a request; stream types; references to memory streams. */
+    u64map fw_types, fw_req_codes, fw_stream_types;
+    vec fw_stream_refs; /* aio_fw_ref */
+    bool fw_streams;    /* a memory stream is among the resources */
 } aio_ctx;
+
+/* A reference from a task's frame to one end of an anyio memory stream. */
+typedef struct aio_fw_ref {
+    uint64_t stream, state, task;
+    bool send, owned;
+} aio_fw_ref;
+
+/* Frameworks on asyncio (aio_frameworks.c). */
+/* Overwrites buf with snarl's name for obj's type when it is one of
+ * anyio's or httpcore's modelled types ("anyio.Lock"). */
+void aio_fw_type_name(aio_ctx *c, uint64_t obj, uint64_t type, char *buf, size_t cap);
+void aio_fw_resource_added(aio_ctx *c, const aio_resource *r);
+/* Whether a framework lock-like resource is held now; false when r is not one. */
+bool aio_fw_locked(aio_ctx *c, const aio_resource *r, bool *locked);
+/* Holders of anyio's Lock and CapacityLimiter and of httpcore's pool. */
+err_t aio_fw_holders(aio_ctx *c);
+/* A reference found in a task's frame: notes those to memory streams. */
+void aio_fw_note_ref(aio_ctx *c, uint64_t obj, uint64_t task, bool owned);
+/* Resolvers and outside references of memory streams, from those notes. */
+err_t aio_fw_resolvers(aio_ctx *c);
+/* Sets task->request from its outermost frames. */
+err_t aio_fw_request(aio_ctx *c, aio_task *task);
 
 /* The resource with this id, added with kind if new; NULL when out of memory. */
 aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind);

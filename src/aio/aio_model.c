@@ -72,6 +72,10 @@ static void aio_ctx_free(aio_ctx *c) {
     u64set_free(&c->other_types);
     u64map_free(&c->task_index);
     u64map_free(&c->resource_index);
+    u64map_free(&c->fw_types);
+    u64map_free(&c->fw_req_codes);
+    u64map_free(&c->fw_stream_types);
+    vec_free(&c->fw_stream_refs);
 }
 
 static err_t aio_index_tasks(aio_ctx *c) {
@@ -90,6 +94,7 @@ static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *mo
     c.t = t;
     c.model = model;
     c.opt = opt;
+    vec_init(&c.fw_stream_refs, sizeof(aio_fw_ref));
     err_t e = mem_read_u64(t->m, t->runtime + (uint64_t)t->L.rt_interp_head, &c.interp);
     if (e != ERR_OK || !c.interp) {
         return err_set(t->err, ERR_CORE, "the main interpreter is not readable");
@@ -190,6 +195,7 @@ void aio_model_free(aio_model *model) {
         vec_free(&t->chain);
         util_free(t->name);
         util_free(t->created_at);
+        util_free(t->request);
     }
     vec_free(&model->tasks);
     vec_free(&model->loops);

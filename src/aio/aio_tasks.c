@@ -318,6 +318,9 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     if (task->state == AIO_STATE_PENDING) {
         e = aio_walk_chain(c, task, fut_waiter);
     }
+    if (e == ERR_OK && task->state == AIO_STATE_PENDING && c->opt->tasks) {
+        e = aio_fw_request(c, task);
+    }
     if (e == ERR_OK && c->opt->locals_of == addr) {
         e = aio_read_locals(c, task);
     }

@@ -267,6 +267,11 @@ void ana_name(sbuf *b, const aio_task *t) {
     } else {
         sbuf_printf(b, "0x%llx", (unsigned long long)t->id);
     }
+    if (t->request) { /* the request it serves says more than "Task-4" */
+        sbuf_printf(b, " [%s %s%s%s]", t->request->method[0] ? t->request->method : "?",
+                    t->request->path[0] ? t->request->path : "?",
+                    t->request->client[0] ? " from " : "", t->request->client);
+    }
 }
 
 void ana_res_name(sbuf *b, const aio_resource *r) {
@@ -527,9 +532,17 @@ static err_t ana_reacquire(ana_ctx *c) {
         ana_name(&b, t);
         sbuf_adds(&b, " waits for ");
         ana_res_name(&b, r);
-        sbuf_adds(&b, ", which it already holds");
-        if (site->file) {
-            sbuf_printf(&b, " (inside its `async with` at %s:%d)", site->file, site->line);
+        if (strncmp(r->type, "httpcore.", 9) == 0) {
+            /* A connection pool is held by the response streams still open. */
+            sbuf_printf(&b, " (%s), whose connections its own open response holds", r->detail);
+            if (site->file) {
+                sbuf_printf(&b, " (kept at %s:%d)", site->file, site->line);
+            }
+        } else {
+            sbuf_adds(&b, ", which it already holds");
+            if (site->file) {
+                sbuf_printf(&b, " (inside its `async with` at %s:%d)", site->file, site->line);
+            }
         }
         sbuf_adds(&b, ": it waits for itself.");
         err_t e = ana_finish(d, &b);

@@ -93,6 +93,8 @@ const aio_resource *out_find_resource(const out_index *ix, uint64_t id);
 void out_clean(sbuf *b, const char *s);
 /* "task 'NAME'", or "task 0x..." when it has no name. */
 void out_task_ref(sbuf *b, const aio_task *t);
+/* " [GET /path from host:port]" for a task serving a request; nothing otherwise. */
+void out_task_request(sbuf *b, const aio_task *t);
 /* "task 'NAME' (0x...)". */
 void out_task_ref_id(sbuf *b, const aio_task *t);
 /* "function file:line", the file cut to its last two components when long. */

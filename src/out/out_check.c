@@ -60,7 +60,12 @@ static void out_check_task(out_writer *w, const aio_model *m, uint64_t id) {
         out_printf(w, "    task 0x%" PRIx64 "\n", id);
         return;
     }
-    out_printf(w, "    task '%s' (0x%" PRIx64 ")\n", t->name ? t->name : "", t->id);
+    sbuf req;
+    sbuf_init(&req);
+    out_task_request(&req, t);
+    out_printf(w, "    task '%s'%s (0x%" PRIx64 ")\n", t->name ? t->name : "", sbuf_str(&req),
+               t->id);
+    sbuf_free(&req);
     for (size_t k = 0; k < t->frames.len && k < OUT_CHECK_FRAMES; k++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, k);
         if (!f->function) {

@@ -144,6 +144,18 @@ static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t,
     out_json_str(w, t->name);
     out_puts(w, ",\"type\":");
     out_json_str(w, t->type[0] ? t->type : NULL);
+    out_puts(w, ",\"request\":");
+    if (t->request) {
+        out_puts(w, "{\"method\":");
+        out_json_str(w, t->request->method[0] ? t->request->method : NULL);
+        out_puts(w, ",\"path\":");
+        out_json_str(w, t->request->path[0] ? t->request->path : NULL);
+        out_puts(w, ",\"client\":");
+        out_json_str(w, t->request->client[0] ? t->request->client : NULL);
+        out_puts(w, "}");
+    } else {
+        out_puts(w, "null");
+    }
     out_puts(w, ",\"state\":");
     out_json_str(w, aio_state_name(t->state));
     out_printf(w, ",\"cancels\":%d,\"loop\":", t->cancels);

@@ -4,6 +4,7 @@
 #include "out.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,22 @@ void out_clean(sbuf *b, const char *s) {
     }
 }
 
+void out_task_request(sbuf *b, const aio_task *t) {
+    const aio_request *r = t->request;
+    if (!r) {
+        return;
+    }
+    sbuf_adds(b, " [");
+    out_clean(b, r->method[0] ? r->method : "?");
+    sbuf_addc(b, ' ');
+    out_clean(b, r->path[0] ? r->path : "?");
+    if (r->client[0]) {
+        sbuf_adds(b, " from ");
+        out_clean(b, r->client);
+    }
+    sbuf_addc(b, ']');
+}
+
 void out_task_ref(sbuf *b, const aio_task *t) {
     if (t->name) {
         sbuf_adds(b, "task '");
@@ -100,6 +117,7 @@ void out_task_ref(sbuf *b, const aio_task *t) {
     } else {
         sbuf_printf(b, "task 0x%" PRIx64, t->id);
     }
+    out_task_request(b, t);
 }
 
 void out_task_ref_id(sbuf *b, const aio_task *t) {
@@ -144,7 +162,9 @@ static void out_seconds(sbuf *b, double s) {
 }
 
 static void out_timing(sbuf *b, const aio_resource *r) {
-    if (r->has_remaining && r->remaining >= 0) {
+    if ((r->has_remaining && isinf(r->remaining)) || (r->has_deadline && isinf(r->deadline))) {
+        sbuf_adds(b, " forever"); /* sleep(math.inf), anyio's sleep_forever */
+    } else if (r->has_remaining && r->remaining >= 0) {
         sbuf_addc(b, ' ');
         out_seconds(b, r->remaining);
         sbuf_adds(b, " left");

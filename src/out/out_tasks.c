@@ -4,6 +4,7 @@
 #include "out.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,10 @@ static uint64_t out_group_hash(const aio_task *t) {
     h = t->name ? out_fnv(h, t->name, key) : out_fnv(h, "\xff", 1);
     int facts[4] = {(int)t->state, (int)t->waits_kind, t->truncated, t->running_thread != 0};
     h = out_fnv(h, facts, sizeof facts);
+    if (t->request) { /* tasks serving the same route group; their clients differ */
+        h = out_fnv_str(h, t->request->method);
+        h = out_fnv_str(h, t->request->path);
+    }
     for (size_t k = 0; k < t->frames.len; k++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, k);
         h = out_fnv_str(h, f->function);
@@ -107,6 +112,11 @@ static uint64_t out_group_hash(const aio_task *t) {
 static bool out_alike(const aio_task *a, const aio_task *b) {
     size_t ka = out_name_key(a->name), kb = out_name_key(b->name);
     if (!a->name != !b->name || ka != kb || (ka && memcmp(a->name, b->name, ka) != 0)) {
+        return false;
+    }
+    if (!a->request != !b->request ||
+        (a->request && (strcmp(a->request->method, b->request->method) != 0 ||
+                        strcmp(a->request->path, b->request->path) != 0))) {
         return false;
     }
     if (a->state != b->state || a->waits_kind != b->waits_kind || a->truncated != b->truncated ||
@@ -230,7 +240,9 @@ static void out_waits_common(sbuf *b, const out_index *ix, size_t lead, const si
             }
         }
         sbuf_adds(b, out_kind_word(k));
-        if (timed) {
+        if (timed && isinf(hi)) {
+            sbuf_adds(b, isinf(lo) ? " forever" : " (some forever)");
+        } else if (timed) {
             sbuf_printf(b, " %.1f–%.1fs left", lo, hi);
         }
     } else if (r && r->type[0] && k != AIO_KIND_GATHER && k != AIO_KIND_TASKGROUP) {
@@ -292,6 +304,9 @@ static void out_row(out_table *tb, const out_index *ix, size_t lead, size_t coun
                 t1->data[k] = '?';
             }
         }
+    }
+    if (t->name) {
+        out_task_request(t1, t);
     }
     out_cell(tb, OUT_COL_NAME, t1);
     sbuf_adds(t1, aio_state_name(t->state));

@@ -152,6 +152,7 @@ static void mb_free(mb *b) {
         vec_free(&t->awaits);
         vec_free(&t->awaited_by);
         vec_free(&t->awaited_by_interp);
+        util_free(t->request);
     }
     for (size_t i = 0; i < b->m.resources.len; i++) {
         aio_resource *r = VEC_AT(&b->m.resources, aio_resource, i);
@@ -647,6 +648,80 @@ TEST(tasks_table_group_of_sleepers_shows_the_range_of_time_left) {
     mb_free(&b);
 }
 
+static void mb_request(mb *b, uint64_t task, const char *method, const char *path,
+                       const char *client) {
+    aio_task *t = mb_find(b, task);
+    if (t && (t->request = util_alloc(sizeof *t->request)) != NULL) {
+        snprintf(t->request->method, sizeof t->request->method, "%s", method);
+        snprintf(t->request->path, sizeof t->request->path, "%s", path);
+        snprintf(t->request->client, sizeof t->request->client, "%s", client);
+    }
+}
+
+/* Three handlers on one lock, two serving the same route: the route groups
+ * them, another route stands apart; every view says which request each
+ * task serves, the target's control bytes cleaned, JSON escaped. */
+TEST(every_view_shows_the_request_a_task_serves) {
+    mb b;
+    mb_init(&b);
+    mb_res(&b, 0x5000, AIO_KIND_LOCK, "Lock");
+    static const char *const paths[3] = {"/transfer", "/transfer", "/re\x01port"};
+    for (uint64_t i = 0; i < 3; i++) {
+        char name[16], client[32];
+        snprintf(name, sizeof name, "Task-%d", (int)i + 4);
+        snprintf(client, sizeof client, "127.0.0.1:%d", 5000 + (int)i);
+        mb_task(&b, 0x1000 + i * 0x100, name, AIO_STATE_PENDING);
+        mb_task_frame(&b, 0x1000 + i * 0x100, "Lock.acquire", "/usr/lib/asyncio/locks.py", 110);
+        mb_task_frame(&b, 0x1000 + i * 0x100, "endpoint", "/srv/app.py", 7);
+        mb_wait(&b, 0x1000 + i * 0x100, AIO_KIND_LOCK, 0x5000);
+        mb_request(&b, 0x1000 + i * 0x100, "GET", i == 2 ? "/re\x01port" : paths[i], client);
+    }
+    /* A real control byte, as a target could hold. */
+    VEC_AT(&b.m.tasks, aio_task, 2)->request->path[3] = '\x01';
+    sbuf out;
+    sbuf_init(&out);
+    const char *s = render(&out, &b.m, V_TASKS, NULL);
+    char line[512];
+    CHECK_HAS(line_with(s, "×2", line, sizeof line), "[GET /transfer");
+    CHECK_HAS(line_with(s, "Task-6", line, sizeof line), "[GET /re?port");
+    s = render(&out, &b.m, V_TREE, NULL);
+    CHECK_HAS(s, "task 'Task-4' [GET /transfer from 127.0.0.1:5000]");
+    CHECK_HAS(s, "task 'Task-6' [GET /re?port from 127.0.0.1:5002]");
+    s = render(&out, &b.m, V_TASK, VEC_AT(&b.m.tasks, aio_task, 1));
+    CHECK_HAS(s, "task 'Task-5' [GET /transfer from 127.0.0.1:5001] (0x1100)");
+    s = render(&out, &b.m, V_DOT, NULL);
+    CHECK_HAS(s, "[GET /transfer from 127.0.0.1:5000]");
+    s = render(&out, &b.m, V_JSON, NULL);
+    CHECK(json_valid(s));
+    CHECK_HAS(s, "\"request\":{\"method\":\"GET\",\"path\":\"/transfer\","
+                 "\"client\":\"127.0.0.1:5000\"}");
+    CHECK_HAS(s, "\"path\":\"/re\\u0001port\"");
+    sbuf_free(&out);
+    mb_free(&b);
+}
+
+/* sleep(math.inf), anyio's sleep_forever: no time left to count down. */
+TEST(a_sleep_at_infinity_is_shown_as_forever) {
+    mb b;
+    mb_init(&b);
+    aio_resource *r = mb_res(&b, 0x5000, AIO_KIND_SLEEP, "Future");
+    r->has_remaining = true;
+    r->remaining = INFINITY;
+    mb_task(&b, 0x1000, "host", AIO_STATE_PENDING);
+    mb_task_frame(&b, 0x1000, "sleep", "/usr/lib/asyncio/tasks.py", 716);
+    mb_wait(&b, 0x1000, AIO_KIND_SLEEP, 0x5000);
+    sbuf out;
+    sbuf_init(&out);
+    const char *s = render(&out, &b.m, V_TASKS, NULL);
+    char line[512];
+    CHECK_HAS(line_with(s, "host", line, sizeof line), "sleep forever");
+    CHECK_LACKS(s, "inf");
+    s = render(&out, &b.m, V_TREE, NULL);
+    CHECK_HAS(s, "sleep forever");
+    sbuf_free(&out);
+    mb_free(&b);
+}
+
 TEST(tasks_header_counts_tasks_and_loops_and_carries_the_warnings) {
     mb b;
     mb_init(&b);
@@ -1002,12 +1077,12 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
     CHECK(json_valid(s));
     CHECK(starts_with(s, "{\"schema\":\"snarl/1\",\"target\":{\"kind\":\"live\",\"pid\":4242,"));
     CHECK_HAS(s, "\"tasks_found_by\":\"registry\"");
-    CHECK_HAS(
-        s, "{\"id\":\"0x1000\",\"name\":\"a\\\"b\\\\c\\nd\\te\\u0001\",\"type\":\"_asyncio.Task\","
-           "\"state\":\"pending\",\"cancels\":0,\"loop\":null,\"stack\":[],\"waits\":null,"
-           "\"awaits\":[],\"awaited_by\":[],\"awaited_by_interpreter\":[],"
-           "\"found_by\":\"heap\",\"running_in_thread\":null,\"created_at\":null,"
-           "\"truncated\":false,\"weak_only\":false,\"stuck\":false,\"cancellable\":false}");
+    CHECK_HAS(s, "{\"id\":\"0x1000\",\"name\":\"a\\\"b\\\\c\\nd\\te\\u0001\",\"type\":\"_asyncio."
+                 "Task\",\"request\":null,"
+                 "\"state\":\"pending\",\"cancels\":0,\"loop\":null,\"stack\":[],\"waits\":null,"
+                 "\"awaits\":[],\"awaited_by\":[],\"awaited_by_interpreter\":[],"
+                 "\"found_by\":\"heap\",\"running_in_thread\":null,\"created_at\":null,"
+                 "\"truncated\":false,\"weak_only\":false,\"stuck\":false,\"cancellable\":false}");
     CHECK_HAS(s,
               "\"state\":\"cancelled\",\"cancels\":2,\"loop\":\"0x9000\",\"stack\":["
               "{\"function\":\"nap\",\"file\":\"app.py\",\"line\":null},"
