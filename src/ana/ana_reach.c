@@ -275,7 +275,9 @@ static err_t ana_stuck_setup(ana_reach *r) {
  * the interpreter), what threads' frames hold, and the tasks that run. */
 static err_t ana_stuck_pass(ana_reach *r, ana_result *out) {
     const aio_heap *h = r->h;
-    memset(r->mark, 0, r->n);
+    if (r->n) {
+        memset(r->mark, 0, r->n);
+    }
     r->stack.len = 0;
     err_t e = ana_stuck_setup(r);
     for (size_t i = 0; i < r->n && e == ERR_OK; i++) {
@@ -352,7 +354,7 @@ err_t ana_reach_verdicts(ana_ctx *c) {
         e = ana_stuck_pass(&r, out);
         out->stuck_known = e == ERR_OK;
     }
-    if (e != ERR_OK || out->reach_doubt) {
+    if ((e != ERR_OK || out->reach_doubt) && out->task_flags) {
         memset(out->task_flags, 0, nt);
         out->weak_known = out->stuck_known = false;
     }
