@@ -15,11 +15,16 @@
 #define ANA_SUMMARY_MAX 1024
 
 static const char *const ana_kind_names[ANA_KIND_COUNT] = {
-    [ANA_AWAIT_CYCLE] = "await-cycle",        [ANA_LOCK_CYCLE] = "lock-cycle",
-    [ANA_LOCK_REACQUIRE] = "lock-reacquire",  [ANA_WAKE_CYCLE] = "wake-cycle",
-    [ANA_ALL_ASLEEP] = "all-asleep",          [ANA_LOOP_BLOCKED] = "loop-blocked",
-    [ANA_LOOP_SELF_WAIT] = "loop-self-wait",  [ANA_NESTED_LOOP] = "nested-loop",
-    [ANA_WEAK_PENDING] = "weak-pending-task", [ANA_STUCK] = "stuck",
+    [ANA_AWAIT_CYCLE] = "await-cycle",
+    [ANA_LOCK_CYCLE] = "lock-cycle",
+    [ANA_LOCK_REACQUIRE] = "lock-reacquire",
+    [ANA_WAKE_CYCLE] = "wake-cycle",
+    [ANA_ALL_ASLEEP] = "all-asleep",
+    [ANA_LOOP_BLOCKED] = "loop-blocked",
+    [ANA_LOOP_SELF_WAIT] = "loop-self-wait",
+    [ANA_NESTED_LOOP] = "nested-loop",
+    [ANA_WEAK_PENDING] = "weak-pending-task",
+    [ANA_STUCK] = "stuck",
     [ANA_THREAD_LOCK_CYCLE] = "thread-lock-cycle",
 };
 
