@@ -27,32 +27,6 @@ typedef struct aio_frame {
     vec locals;    /* aio_local, only when asked for */
 } aio_frame;
 
-typedef struct aio_thread {
-    int64_t native_id;
-    uint64_t tstate;
-    int64_t interp_id;
-    char name[64];
-    bool holds_gil;
-    vec frames;     /* aio_frame, innermost first */
-    bool truncated; /* the frame walk stopped early (limit or damage) */
-    bool recovered; /* part of the stack was rebuilt from the data stack */
-} aio_thread;
-
-typedef struct aio_target {
-    const char *kind; /* "live" or "core" */
-    int pid;
-    char python[32];
-    char *executable;
-    bool frozen;
-} aio_target;
-
-typedef enum aio_state {
-    AIO_STATE_PENDING,
-    AIO_STATE_DONE,
-    AIO_STATE_CANCELLED,
-    AIO_STATE_UNKNOWN, /* unreadable */
-} aio_state;
-
 /* What a task's innermost frame waits on. Resources are the things a task
  * can wait for other than a task: a bare future, the primitives, sleeps,
  * combinators and I/O. */
@@ -74,8 +48,52 @@ typedef enum aio_kind {
     AIO_KIND_EXECUTOR,   /* a future chained to a concurrent.futures.Future */
     AIO_KIND_IO,         /* socket or stream read/write, sock_* futures */
     AIO_KIND_OTHER,      /* an awaitable snarl does not know: its type name */
+    /* What a thread (not a task) blocks on (aio_twait.c). */
+    AIO_KIND_THREAD_LOCK,      /* threading.Lock or RLock */
+    AIO_KIND_CFUTURE,          /* concurrent.futures.Future.result() */
+    AIO_KIND_THREAD_EVENT,     /* threading.Event.wait() */
+    AIO_KIND_THREAD_CONDITION, /* threading.Condition.wait() */
+    AIO_KIND_THREAD_QUEUE,     /* queue.Queue.get() or put() */
     AIO_KIND_COUNT,
 } aio_kind;
+
+typedef struct aio_thread {
+    int64_t native_id;
+    uint64_t tstate;
+    int64_t interp_id;
+    char name[64];
+    bool holds_gil;
+    vec frames;     /* aio_frame, innermost first */
+    bool truncated; /* the frame walk stopped early (limit or damage) */
+    bool recovered; /* part of the stack was rebuilt from the data stack */
+    uint64_t ident; /* threading.get_ident() (pthread_t): what an RLock records as its owner */
+    /* What it blocks on (aio_twait.c): a threading primitive or a
+     * concurrent future; AIO_KIND_NONE when none is recognised. */
+    aio_kind waits_kind;
+    uint64_t waits_on;    /* the primitive or future */
+    bool waits_timeout;   /* with a timeout: it wakes by itself */
+    char waits_type[64];  /* its type name */
+    /* An executor worker's current work item (_WorkItem.run on its stack). */
+    uint64_t work_item;
+    uint64_t work_future; /* the concurrent future the item completes */
+    char work_fn[128];    /* what it calls: a qualname or a type name */
+} aio_thread;
+
+typedef struct aio_target {
+    const char *kind; /* "live" or "core" */
+    int pid;
+    char python[32];
+    char *executable;
+    bool frozen;
+} aio_target;
+
+typedef enum aio_state {
+    AIO_STATE_PENDING,
+    AIO_STATE_DONE,
+    AIO_STATE_CANCELLED,
+    AIO_STATE_UNKNOWN, /* unreadable */
+} aio_state;
+
 
 /* Stable names for JSON and text ("lock", "queue", ...). */
 const char *aio_kind_name(aio_kind k);
@@ -104,6 +122,12 @@ typedef struct aio_resource {
     vec possible_holders; /* uint64_t tasks that only reference it (explicit acquire()) */
     vec resolvers;        /* uint64_t tasks that could wake it (Event, Queue, future...) */
     bool external_refs;   /* referenced from outside the tasks' frames: someone else may wake it */
+    /* Threads (aio_twait.c), int64_t native ids: those holding this
+     * threading lock, or running the work item that completes this
+     * concurrent future; and those blocked on it. */
+    vec thread_holders;
+    vec thread_waiters;
+    uint64_t chained; /* run_in_executor / wrap_future: the concurrent future it mirrors */
 } aio_resource;
 
 /* The request a task serves, from an ASGI scope or an aiohttp request in

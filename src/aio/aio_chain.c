@@ -131,6 +131,8 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
     vec_init(&r->holder_sites, sizeof(aio_site));
     vec_init(&r->possible_holders, sizeof(uint64_t));
     vec_init(&r->resolvers, sizeof(uint64_t));
+    vec_init(&r->thread_holders, sizeof(int64_t));
+    vec_init(&r->thread_waiters, sizeof(int64_t));
     uint64_t type;
     if (py_type_of(c->t, id, &type) == ERR_OK) {
         py_type_name(c->t, type, r->type, sizeof r->type);
@@ -172,8 +174,7 @@ static void aio_future_callbacks(aio_ctx *c, uint64_t fut, vec *out) {
     vec_free(&pair);
 }
 
-/* The callback of fut whose function's qualname contains needle, or 0. */
-static uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle) {
+uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle) {
     py_target *t = c->t;
     vec cbs;
     vec_init(&cbs, sizeof(uint64_t));

@@ -553,6 +553,9 @@ err_t aio_read_health(aio_ctx *c) {
     if (e == ERR_OK) {
         e = aio_fw_resolvers(c);
     }
+    if (e == ERR_OK) {
+        e = aio_thread_resources(c);
+    }
     for (size_t i = 0; i < m->loops.len && e == ERR_OK; i++) {
         aio_loop *l = VEC_AT(&m->loops, aio_loop, i);
         aio_loop_health(c, l);

@@ -86,6 +86,9 @@ err_t aio_fw_request(aio_ctx *c, aio_task *task);
 aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind);
 
 err_t aio_layout_init(aio_ctx *c);
+/* The callback of an asyncio future whose function's qualname contains
+ * needle, or 0 (aio_chain.c). */
+uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle);
 aio_objkind aio_object_kind(aio_ctx *c, uint64_t obj);
 bool aio_is_task(aio_ctx *c, uint64_t obj);
 
@@ -108,6 +111,13 @@ typedef void (*aio_refs_cb)(void *ctx, uint64_t obj, err_t e, const vec *refs, b
 err_t aio_reach_each_refs(aio_ctx *c, const uint64_t *objs, size_t n, aio_refs_cb cb, void *ctx);
 /* Holders, resolvers, loop health (aio_health.c). */
 err_t aio_read_health(aio_ctx *c);
+/* What each thread blocks on and runs, from its frames (aio_twait.c): for
+ * every command, before the tasks are read. */
+void aio_thread_waits(py_target *t, aio_thread *th);
+/* Threads in the wait-for graph (aio_twait.c): the resources threads wait
+ * on, who holds each threading lock, which worker runs which concurrent
+ * future, and the links between asyncio and concurrent futures. */
+err_t aio_thread_resources(aio_ctx *c);
 
 /* Frees what a frame owns (its locals). */
 void aio_frame_free(aio_frame *f);

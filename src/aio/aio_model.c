@@ -15,7 +15,9 @@ static const char *const aio_kind_names[AIO_KIND_COUNT] = {
     [AIO_KIND_GATHER] = "gather",     [AIO_KIND_SHIELD] = "shield",
     [AIO_KIND_TIMEOUT] = "timeout",   [AIO_KIND_TASKGROUP] = "taskgroup",
     [AIO_KIND_EXECUTOR] = "executor", [AIO_KIND_IO] = "io",
-    [AIO_KIND_OTHER] = "other",
+    [AIO_KIND_OTHER] = "other",       [AIO_KIND_THREAD_LOCK] = "thread-lock",
+    [AIO_KIND_CFUTURE] = "concurrent-future", [AIO_KIND_THREAD_EVENT] = "thread-event",
+    [AIO_KIND_THREAD_CONDITION] = "thread-condition", [AIO_KIND_THREAD_QUEUE] = "thread-queue",
 };
 
 const char *aio_kind_name(aio_kind k) {
@@ -207,6 +209,8 @@ void aio_model_free(aio_model *model) {
         vec_free(&r->holder_sites);
         vec_free(&r->possible_holders);
         vec_free(&r->resolvers);
+        vec_free(&r->thread_holders);
+        vec_free(&r->thread_waiters);
     }
     vec_free(&model->resources);
     for (size_t i = 0; i < model->warnings.len; i++) {

@@ -107,7 +107,11 @@ err_t aio_build_threads(py_target *t, aio_model *model) {
         th->interp_id = pt->interp_id;
         th->holds_gil = pt->holds_gil;
         snprintf(th->name, sizeof th->name, "%s", pt->name);
+        th->ident = pt->thread_id;
         e = aio_walk_frames(t, model, th, pt->frame, pt->base_frame);
+        if (e == ERR_OK) {
+            aio_thread_waits(t, th);
+        }
     }
     py_threads_free(&r);
     return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;

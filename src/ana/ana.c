@@ -15,11 +15,17 @@
 #define ANA_SUMMARY_MAX 1024
 
 static const char *const ana_kind_names[ANA_KIND_COUNT] = {
-    [ANA_AWAIT_CYCLE] = "await-cycle",        [ANA_LOCK_CYCLE] = "lock-cycle",
-    [ANA_LOCK_REACQUIRE] = "lock-reacquire",  [ANA_WAKE_CYCLE] = "wake-cycle",
-    [ANA_ALL_ASLEEP] = "all-asleep",          [ANA_LOOP_BLOCKED] = "loop-blocked",
-    [ANA_LOOP_SELF_WAIT] = "loop-self-wait",  [ANA_NESTED_LOOP] = "nested-loop",
-    [ANA_WEAK_PENDING] = "weak-pending-task", [ANA_STUCK] = "stuck",
+    [ANA_AWAIT_CYCLE] = "await-cycle",
+    [ANA_LOCK_CYCLE] = "lock-cycle",
+    [ANA_LOCK_REACQUIRE] = "lock-reacquire",
+    [ANA_WAKE_CYCLE] = "wake-cycle",
+    [ANA_ALL_ASLEEP] = "all-asleep",
+    [ANA_LOOP_BLOCKED] = "loop-blocked",
+    [ANA_LOOP_SELF_WAIT] = "loop-self-wait",
+    [ANA_NESTED_LOOP] = "nested-loop",
+    [ANA_WEAK_PENDING] = "weak-pending-task",
+    [ANA_STUCK] = "stuck",
+    [ANA_THREAD_LOCK_CYCLE] = "thread-lock-cycle",
 };
 
 const char *ana_kind_name(ana_kind k) {
@@ -38,7 +44,7 @@ bool ana_kind_parse(const char *name, ana_kind *out) {
 
 bool ana_kind_is_deadlock(ana_kind k) {
     return k == ANA_AWAIT_CYCLE || k == ANA_LOCK_CYCLE || k == ANA_LOCK_REACQUIRE ||
-           k == ANA_WAKE_CYCLE;
+           k == ANA_WAKE_CYCLE || k == ANA_THREAD_LOCK_CYCLE;
 }
 
 const aio_task *ana_task(const ana_graph *g, size_t i) {
@@ -85,11 +91,74 @@ static err_t ana_edges_to(ana_graph *g, size_t from, const vec *ids, ana_edge_ki
     return ERR_OK;
 }
 
+static bool ana_is_thread(const ana_graph *g, size_t node) {
+    return node >= g->ntasks + g->nres;
+}
+
+static const aio_thread *ana_thread(const ana_graph *g, size_t node) {
+    return VEC_AT(&g->m->threads, aio_thread, node - g->ntasks - g->nres);
+}
+
+static err_t ana_edges_to_threads(ana_graph *g, size_t from, const vec *ids, ana_edge_kind kind) {
+    for (size_t k = 0; k < ids->len; k++) {
+        uint64_t i;
+        if (u64map_get(&g->thread_index, *VEC_AT(ids, uint64_t, k), &i)) {
+            err_t e = ana_add_edge(g, from, g->ntasks + g->nres + (size_t)i, kind);
+            if (e != ERR_OK) {
+                return e;
+            }
+        }
+    }
+    return ERR_OK;
+}
+
+/* Threads in the graph: a thread blocked for good (no timeout) points at
+ * what it waits on; a threading lock at the threads holding it; a
+ * concurrent future at the worker running its work item and at the task
+ * run_coroutine_threadsafe runs for it; an asyncio future of
+ * run_in_executor or wrap_future at the concurrent future it mirrors. */
+static err_t ana_thread_edges(ana_graph *g) {
+    const aio_model *m = g->m;
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < m->threads.len && e == ERR_OK; i++) {
+        if (!u64map_put(&g->thread_index, (uint64_t)VEC_AT(&m->threads, aio_thread, i)->native_id,
+                        i)) {
+            return ERR_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < m->threads.len && e == ERR_OK; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        uint64_t r;
+        if (th->waits_kind != AIO_KIND_NONE && !th->waits_timeout &&
+            u64map_get(&g->res_index, th->waits_on, &r)) {
+            e = ana_add_edge(g, g->ntasks + g->nres + i, g->ntasks + (size_t)r, ANA_EDGE_AWAIT);
+        }
+    }
+    for (size_t j = 0; j < m->resources.len && e == ERR_OK; j++) {
+        const aio_resource *r = VEC_AT(&m->resources, aio_resource, j);
+        size_t node = g->ntasks + j;
+        uint64_t to;
+        if (r->kind == AIO_KIND_THREAD_LOCK) {
+            e = ana_edges_to_threads(g, node, &r->thread_holders, ANA_EDGE_LOCK);
+        } else if (r->kind == AIO_KIND_CFUTURE) {
+            e = ana_edges_to_threads(g, node, &r->thread_holders, ANA_EDGE_AWAIT);
+            if (e == ERR_OK) {
+                e = ana_edges_to(g, node, &r->members, ANA_EDGE_AWAIT);
+            }
+        } else if (r->kind == AIO_KIND_EXECUTOR && r->chained &&
+                   u64map_get(&g->res_index, r->chained, &to)) {
+            e = ana_add_edge(g, node, g->ntasks + (size_t)to, ANA_EDGE_AWAIT);
+        }
+    }
+    return e;
+}
+
 static err_t ana_build_graph(ana_graph *g, const aio_model *m) {
     memset(g, 0, sizeof *g);
     g->m = m;
     g->ntasks = m->tasks.len;
-    g->nnodes = m->tasks.len + m->resources.len;
+    g->nres = m->resources.len;
+    g->nnodes = m->tasks.len + m->resources.len + m->threads.len;
     g->out = util_calloc(g->nnodes ? g->nnodes : 1, sizeof *g->out);
     if (!g->out) {
         return ERR_NOMEM;
@@ -153,7 +222,7 @@ static err_t ana_build_graph(ana_graph *g, const aio_model *m) {
             break;
         }
     }
-    return e;
+    return e == ERR_OK ? ana_thread_edges(g) : e;
 }
 
 static void ana_free_graph(ana_graph *g) {
@@ -165,6 +234,7 @@ static void ana_free_graph(ana_graph *g) {
     }
     u64map_free(&g->task_index);
     u64map_free(&g->res_index);
+    u64map_free(&g->thread_index);
 }
 
 /* Tarjan's algorithm with an explicit stack: a task graph can be a million
@@ -288,6 +358,7 @@ ana_diagnosis *ana_new(ana_ctx *c, ana_kind kind, uint64_t loop) {
         vec_init(&d->resources, sizeof(uint64_t));
         vec_init(&d->details, sizeof(char *));
         d->summary = NULL;
+        vec_init(&d->threads, sizeof(int64_t));
     }
     return d;
 }
@@ -322,7 +393,7 @@ void ana_task_list(sbuf *b, const ana_graph *g, const vec *ids) {
 static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
     const ana_graph *g = &c->g;
     for (size_t i = 0; i < n; i++) {
-        if (nodes[i] < g->ntasks) {
+        if (nodes[i] < g->ntasks || ana_is_thread(g, nodes[i])) {
             continue;
         }
         const aio_resource *r = ana_res(g, nodes[i]);
@@ -343,6 +414,9 @@ static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
 
 static err_t ana_report_cycle(ana_ctx *c, const uint32_t *ring, size_t n, bool wake, bool lock,
                               size_t tasks);
+static bool ana_threads_closed(ana_ctx *c, const uint32_t *nodes, size_t n, bool *threads);
+static err_t ana_report_thread_cycle(ana_ctx *c, const uint32_t *ring, size_t n, bool wake,
+                                     bool lock, size_t tasks);
 
 /* Lists an SCC's nodes (marked in in_scc) the way its edges run: from its
  * last task on the stack, each next node is the first successor in the SCC
@@ -394,7 +468,9 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     for (size_t i = 0; i < n; i++) {
         c->in_scc[nodes[i]] = true;
     }
-    bool wake = false, lock = false, closed = ana_closed(c, nodes, n);
+    bool threads = false;
+    bool wake = false, lock = false,
+         closed = ana_closed(c, nodes, n) && ana_threads_closed(c, nodes, n, &threads);
     size_t tasks = 0;
     for (size_t i = 0; i < n; i++) {
         tasks += nodes[i] < g->ntasks;
@@ -420,7 +496,8 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     if (!ring) {
         return ERR_NOMEM;
     }
-    err_t e = ana_report_cycle(c, ring, n, wake, lock, tasks);
+    err_t e = threads ? ana_report_thread_cycle(c, ring, n, wake, lock, tasks)
+                      : ana_report_cycle(c, ring, n, wake, lock, tasks);
     util_free(ring);
     return e;
 }
@@ -499,6 +576,148 @@ static err_t ana_report_cycle(ana_ctx *c, const uint32_t *ring, size_t n, bool w
         }
         sbuf_adds(&b, " that only tasks of this same blocked group could wake.");
     }
+    return ana_finish(d, &b);
+}
+
+/* A cycle through threads is closed when each threading lock in it has
+ * all its holders inside, and each concurrent future all the threads and
+ * tasks that would complete it; *threads tells whether it has a thread. */
+static bool ana_threads_closed(ana_ctx *c, const uint32_t *nodes, size_t n, bool *threads) {
+    const ana_graph *g = &c->g;
+    *threads = false;
+    for (size_t i = 0; i < n; i++) {
+        *threads |= ana_is_thread(g, nodes[i]);
+    }
+    for (size_t i = 0; *threads && i < n; i++) {
+        if (nodes[i] < g->ntasks || ana_is_thread(g, nodes[i])) {
+            continue;
+        }
+        const aio_resource *r = ana_res(g, nodes[i]);
+        if (r->kind != AIO_KIND_THREAD_LOCK && r->kind != AIO_KIND_CFUTURE &&
+            r->kind != AIO_KIND_EXECUTOR) {
+            continue;
+        }
+        const vec *edges = &g->out[nodes[i]];
+        for (size_t k = 0; k < edges->len; k++) {
+            if (!c->in_scc[VEC_AT(edges, ana_edge, k)->to]) {
+                return false;
+            }
+        }
+        /* A holder or worker that is no thread the model knows is outside. */
+        size_t known = 0;
+        for (size_t k = 0; k < r->thread_holders.len; k++) {
+            uint64_t idx;
+            known += u64map_get(&g->thread_index, *VEC_AT(&r->thread_holders, uint64_t, k), &idx);
+        }
+        if (known < r->thread_holders.len) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void ana_thread_name(sbuf *b, const aio_thread *th) {
+    sbuf_printf(b, "thread %lld", (long long)th->native_id);
+    if (th->name[0]) {
+        sbuf_printf(b, " '%s'", th->name);
+    }
+}
+
+/* A task or a thread, as the object of a sentence. */
+static void ana_actor(sbuf *b, const ana_graph *g, size_t node, bool first, bool worker) {
+    if (ana_is_thread(g, node)) {
+        const aio_thread *th = ana_thread(g, node);
+        if (first) {
+            sbuf_adds(b, "Thread");
+            sbuf_printf(b, " %lld", (long long)th->native_id);
+            if (th->name[0]) {
+                sbuf_printf(b, " '%s'", th->name);
+            }
+        } else {
+            ana_thread_name(b, th);
+        }
+        if (worker && th->work_fn[0]) {
+            sbuf_printf(b, " in %s()", th->work_fn);
+        }
+        return;
+    }
+    sbuf_adds(b, first ? "Task " : "task ");
+    ana_name(b, ana_task(g, node));
+}
+
+/* Reports a closed ring through threads: a thread-lock-cycle when only
+ * threads and threading locks are in it, else the kind its edges make
+ * (lock-cycle, wake-cycle, await-cycle), naming its threads too. */
+static err_t ana_report_thread_cycle(ana_ctx *c, const uint32_t *ring, size_t n, bool wake,
+                                     bool lock, size_t tasks) {
+    const ana_graph *g = &c->g;
+    /* Threads alone, around threading locks (and the futures a blocked
+     * loop thread would have to start): jstack's deadlock. */
+    bool thread_locks_only = tasks == 0 && lock;
+    ana_kind kind = thread_locks_only ? ANA_THREAD_LOCK_CYCLE
+                    : wake            ? ANA_WAKE_CYCLE
+                    : lock            ? ANA_LOCK_CYCLE
+                                      : ANA_AWAIT_CYCLE;
+    ana_diagnosis *d = ana_new(c, kind, 0);
+    if (!d) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool ok = ring[i] < g->ntasks ? u64vec_push(&d->tasks, ana_task(g, ring[i])->id)
+                  : ana_is_thread(g, ring[i])
+                      ? u64vec_push(&d->threads, (uint64_t)ana_thread(g, ring[i])->native_id)
+                      : u64vec_push(&d->resources, ana_res(g, ring[i])->id);
+        if (!ok) {
+            return ERR_NOMEM;
+        }
+    }
+    /* "Task 'A' waits for Future 0x.. mirroring concurrent future 0x..,
+     * run by thread 12 in job(), which waits for concurrent future 0x..
+     * of task 'B', which waits for Lock 0x.. held by task 'A'". */
+    /* The sentence starts at a task, or at a thread when none is in it. */
+    size_t s0 = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (ring[i] < g->ntasks || (ana_is_thread(g, ring[i]) && !(ring[s0] < g->ntasks))) {
+            s0 = i;
+        }
+    }
+    sbuf b;
+    sbuf_init(&b);
+    ana_actor(&b, g, ring[s0], true, false);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t cur = ring[(s0 + i) % n], next = ring[(s0 + i + 1) % n];
+        bool next_actor = next < g->ntasks || ana_is_thread(g, next);
+        if (cur < g->ntasks || ana_is_thread(g, cur)) {
+            sbuf_adds(&b, next_actor ? (i ? ", which awaits " : " awaits ")
+                                     : (i ? ", which waits for " : " waits for "));
+            if (next_actor) {
+                ana_actor(&b, g, next, false, false);
+            }
+            continue;
+        }
+        const aio_resource *r = ana_res(g, cur);
+        if (r->kind == AIO_KIND_CFUTURE) {
+            sbuf_printf(&b, "concurrent future 0x%llx", (unsigned long long)r->id);
+        } else {
+            ana_res_name(&b, r);
+        }
+        if (!next_actor) {
+            sbuf_adds(&b, " mirroring ");
+            continue;
+        }
+        bool held = r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE ||
+                    r->kind == AIO_KIND_THREAD_LOCK;
+        bool worker = r->kind == AIO_KIND_CFUTURE && ana_is_thread(g, next);
+        sbuf_adds(&b, held                          ? " held by "
+                      : worker                      ? ", run by "
+                      : r->kind == AIO_KIND_CFUTURE ? " of "
+                                                    : " for ");
+        ana_actor(&b, g, next, false, worker);
+    }
+    sbuf_adds(&b,
+              kind == ANA_THREAD_LOCK_CYCLE
+                  ? ": a lock-order deadlock between threads."
+                  : ": tasks and threads wait for each other in a ring, none of them can go on.");
     return ana_finish(d, &b);
 }
 
@@ -782,6 +1001,7 @@ static bool ana_same_ids(const vec *a, const vec *b) {
 void ana_diagnosis_free(ana_diagnosis *d) {
     vec_free(&d->tasks);
     vec_free(&d->resources);
+    vec_free(&d->threads);
     for (size_t i = 0; i < d->details.len; i++) {
         util_free(*VEC_AT(&d->details, char *, i));
     }
@@ -791,7 +1011,7 @@ void ana_diagnosis_free(ana_diagnosis *d) {
 
 static bool ana_same_diagnosis(const ana_diagnosis *a, const ana_diagnosis *b) {
     return a->kind == b->kind && a->loop == b->loop && ana_same_ids(&a->tasks, &b->tasks) &&
-           ana_same_ids(&a->resources, &b->resources);
+           ana_same_ids(&a->resources, &b->resources) && ana_same_ids(&a->threads, &b->threads);
 }
 
 size_t ana_keep_confirmed(ana_result *r, const ana_result *again, unsigned mask) {

@@ -18,6 +18,7 @@ typedef enum ana_kind {
     ANA_NESTED_LOOP,
     ANA_WEAK_PENDING,
     ANA_STUCK,
+    ANA_THREAD_LOCK_CYCLE, /* threads each holding a threading lock the next one waits for */
     ANA_KIND_COUNT,
 } ana_kind;
 
@@ -25,6 +26,7 @@ typedef struct ana_diagnosis {
     ana_kind kind;
     vec tasks;     /* uint64_t task ids, in cycle order for cycles */
     vec resources; /* uint64_t resource ids */
+    vec threads;   /* int64_t native ids of the threads in it (a ring through threads) */
     uint64_t loop; /* 0 when not about one loop */
     char *summary; /* one plain sentence */
     vec details;   /* char *: further sentences (stuck: who still references each wait) */

@@ -18,8 +18,10 @@ typedef struct ana_edge {
 typedef struct ana_graph {
     const aio_model *m;
     size_t ntasks, nnodes;
+    size_t nres; /* resources are nodes ntasks.., threads follow them */
     u64map task_index, res_index;
-    vec *out; /* per node: vec of ana_edge */
+    u64map thread_index; /* native id -> index in m->threads */
+    vec *out;            /* per node: vec of ana_edge */
 } ana_graph;
 
 typedef struct ana_ctx {

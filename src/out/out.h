@@ -64,6 +64,8 @@ void out_json_frames(out_writer *w, const vec *frames);
 void out_json_addr(out_writer *w, uint64_t addr);
 /* A JSON array of addresses ("0x..." strings) from a vector of uint64_t. */
 void out_json_addrs(out_writer *w, const vec *ids);
+/* Native thread ids (int64_t) as a JSON array of numbers. */
+void out_json_tids(out_writer *w, const vec *ids);
 
 /* Task and resource lookups by id for one rendering: the views follow many
  * edges, and a search through the model per edge would be quadratic. */
@@ -107,6 +109,13 @@ void out_resource_label(sbuf *b, const aio_resource *r, bool with_detail);
 void out_waits_phrase(sbuf *b, const out_index *ix, const aio_task *t, bool full);
 /* The word for a kind when no type name says better ("Lock", "sleep"). */
 const char *out_kind_word(aio_kind k);
+/* The thread with this native id, NULL when absent (a linear search: a
+ * process has a handful of Python threads). */
+const aio_thread *out_find_thread(const aio_model *m, int64_t native_id);
+/* "waits for concurrent future 0x.. (no timeout)": what a thread blocks on. */
+void out_thread_waits(sbuf *b, const aio_thread *th);
+/* "work item 0x..: job(), completes concurrent future 0x..". */
+void out_thread_work(sbuf *b, const aio_thread *th);
 /* The ids a task awaits: what it waits on first, then the rest of its awaits
  * (waits_on once). Start with *i = 0; false when there are no more. */
 bool out_await_next(const aio_task *t, size_t *i, uint64_t *id);

@@ -27,6 +27,102 @@ static size_t out_count(const ana_result *diag, ana_kind kind) {
     return n;
 }
 
+/* The deadlocks of tasks ("Found N asyncio deadlocks"); threads-only
+ * lock cycles get jstack's own block. */
+static bool out_is_asyncio_deadlock(ana_kind k) {
+    return ana_kind_is_deadlock(k) && k != ANA_THREAD_LOCK_CYCLE;
+}
+
+static void out_thread_title(out_writer *w, const aio_thread *th, int64_t id) {
+    if (th && th->name[0]) {
+        out_printf(w, "\"%s\" (native id %" PRId64 ")", th->name, id);
+    } else {
+        out_printf(w, "thread %" PRId64, id);
+    }
+}
+
+static void out_check_thread_frames(out_writer *w, const aio_thread *th) {
+    for (size_t k = 0; k < th->frames.len && k < OUT_CHECK_FRAMES; k++) {
+        const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
+        if (!f->function) {
+            out_printf(w, "        <unreadable at 0x%" PRIx64 ">\n", f->addr);
+        } else {
+            out_printf(w, "        %s (%s:%d)\n", f->function, f->file, f->line);
+        }
+    }
+    if (th->frames.len > OUT_CHECK_FRAMES) {
+        out_printf(w, "        ... %zu more frames (snarl stacks)\n",
+                   th->frames.len - OUT_CHECK_FRAMES);
+    }
+}
+
+/* A thread under a finding: what it waits for, its work item, its stack. */
+static void out_check_thread(out_writer *w, const aio_model *m, int64_t id) {
+    const aio_thread *th = out_find_thread(m, id);
+    out_puts(w, "    ");
+    out_thread_title(w, th, id);
+    out_puts(w, "\n");
+    if (!th) {
+        return;
+    }
+    sbuf b;
+    sbuf_init(&b);
+    if (th->work_item) {
+        out_thread_work(&b, th);
+        out_printf(w, "        ── %s ──\n", sbuf_str(&b));
+    }
+    if (b.oom) {
+        w->failed = true;
+    }
+    sbuf_free(&b);
+    out_check_thread_frames(w, th);
+}
+
+/* jstack's "Found one Java-level deadlock": each thread, the lock it
+ * waits for and who holds it; then their stacks. */
+static void out_check_thread_cycle(out_writer *w, const aio_model *m, const ana_diagnosis *d) {
+    out_puts(w, "Found one Python-level deadlock:\n=============================\n");
+    for (size_t k = 0; k < d->threads.len; k++) {
+        int64_t id = (int64_t)*VEC_AT(&d->threads, uint64_t, k);
+        const aio_thread *th = out_find_thread(m, id);
+        out_thread_title(w, th, id);
+        out_puts(w, ":\n");
+        if (!th || th->waits_kind == AIO_KIND_NONE) {
+            continue;
+        }
+        const aio_resource *r = NULL;
+        for (size_t j = 0; j < m->resources.len && !r; j++) {
+            const aio_resource *x = VEC_AT(&m->resources, aio_resource, j);
+            r = x->id == th->waits_on ? x : NULL;
+        }
+        bool lock = th->waits_kind == AIO_KIND_THREAD_LOCK;
+        if (lock) {
+            out_printf(w, "  waiting to lock %s 0x%" PRIx64 ",\n", th->waits_type, th->waits_on);
+        } else {
+            out_printf(w, "  waiting for %s 0x%" PRIx64 ",\n", out_kind_word(th->waits_kind),
+                       th->waits_on);
+        }
+        for (size_t h = 0; r && h < r->thread_holders.len; h++) {
+            int64_t hid = (int64_t)*VEC_AT(&r->thread_holders, uint64_t, h);
+            out_puts(w, h ? "  and by " : lock ? "  which is held by " : "  which only ");
+            out_thread_title(w, out_find_thread(m, hid), hid);
+            out_puts(w, lock ? "\n" : " can complete\n");
+        }
+    }
+    out_puts(w, "\nPython stack information for the threads listed above:\n"
+                "===================================================\n");
+    for (size_t k = 0; k < d->threads.len; k++) {
+        int64_t id = (int64_t)*VEC_AT(&d->threads, uint64_t, k);
+        const aio_thread *th = out_find_thread(m, id);
+        out_thread_title(w, th, id);
+        out_puts(w, ":\n");
+        if (th) {
+            out_check_thread_frames(w, th);
+        }
+    }
+    out_printf(w, "\n  %s\n\n", d->summary);
+}
+
 void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag) {
     size_t dead = out_deadlocks(diag), stuck = out_count(diag, ANA_STUCK);
     size_t other = diag->diagnoses.len - dead - stuck;
@@ -92,11 +188,17 @@ static void out_check_one(out_writer *w, const aio_model *m, const ana_diagnosis
         out_printf(w, "    ... and %zu more tasks (snarl check --format json lists them)\n",
                    d->tasks.len - OUT_CHECK_TASKS);
     }
+    for (size_t k = 0; k < d->threads.len; k++) {
+        out_check_thread(w, m, (int64_t)*VEC_AT(&d->threads, uint64_t, k));
+    }
     out_puts(w, "\n");
 }
 
 void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
-    size_t dead = out_deadlocks(diag), stuck = out_count(diag, ANA_STUCK), n = 0;
+    size_t dead = out_deadlocks(diag), stuck = out_count(diag, ANA_STUCK), n = 0, tasks_dead = 0;
+    for (size_t i = 0; i < diag->diagnoses.len; i++) {
+        tasks_dead += out_is_asyncio_deadlock(VEC_AT(&diag->diagnoses, ana_diagnosis, i)->kind);
+    }
     /* jstack-style: the tasks stuck for good lead, then the deadlocks; what
      * was read, last. */
     if (stuck) {
@@ -111,14 +213,20 @@ void out_check_text(out_writer *w, const aio_model *m, const ana_result *diag) {
         }
         n = 0;
     }
-    if (dead) {
-        out_printf(w, "Found %zu asyncio deadlock%s:\n\n", dead, dead == 1 ? "" : "s");
+    if (tasks_dead) {
+        out_printf(w, "Found %zu asyncio deadlock%s:\n\n", tasks_dead, tasks_dead == 1 ? "" : "s");
         for (size_t i = 0; i < diag->diagnoses.len; i++) {
             const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
-            if (ana_kind_is_deadlock(d->kind)) {
+            if (out_is_asyncio_deadlock(d->kind)) {
                 out_printf(w, "Deadlock %zu (%s):\n", ++n, ana_kind_name(d->kind));
                 out_check_one(w, m, d);
             }
+        }
+    }
+    for (size_t i = 0; i < diag->diagnoses.len; i++) {
+        const ana_diagnosis *d = VEC_AT(&diag->diagnoses, ana_diagnosis, i);
+        if (d->kind == ANA_THREAD_LOCK_CYCLE) {
+            out_check_thread_cycle(w, m, d);
         }
     }
     if (diag->diagnoses.len > dead + stuck) {
@@ -149,6 +257,8 @@ void out_json_diagnoses(out_writer *w, const aio_model *m, const ana_result *dia
         out_json_addrs(w, &d->tasks);
         out_puts(w, ",\"resources\":");
         out_json_addrs(w, &d->resources);
+        out_puts(w, ",\"threads\":");
+        out_json_tids(w, &d->threads);
         out_puts(w, ",\"loop\":");
         out_json_addr(w, d->loop);
         out_puts(w, ",\"summary\":");

@@ -21,14 +21,40 @@ typedef struct graph_ctx {
     bool oom;
 } graph_ctx;
 
-/* An edge from (a task 't' or a resource 'r') to to; Mermaid draws it with
- * arrow ("-->", "-.->", "-- held by -->"). */
+/* Threads share the deadlock map with tasks and resources: their native
+ * ids, with the top bit set, can be no object's address. */
+#define OUT_THREAD_KEY(native) ((uint64_t)(native) | (1ull << 63))
+
+/* A node's name: "0x.." (DOT) or t0x.., r0x.. (Mermaid) for a task or a
+ * resource; "thread N" or hN for a thread (kind 'h', id its native id). */
+static void out_graph_ref(graph_ctx *g, char kind, uint64_t id) {
+    if (kind == 'h') {
+        out_printf(g->w, g->dot ? "\"thread %" PRIu64 "\"" : "h%" PRIu64, id);
+    } else if (g->dot) {
+        out_printf(g->w, "\"0x%" PRIx64 "\"", id);
+    } else {
+        out_printf(g->w, "%c0x%" PRIx64, kind, id);
+    }
+}
+
+/* An edge from (a task 't', a resource 'r' or a thread 'h') to to; Mermaid
+ * draws it with arrow ("-->", "-.->", "-- held by -->"). */
 static void out_graph_edge(graph_ctx *g, char from_kind, uint64_t from, char to_kind, uint64_t to,
                            const char *dot_attrs, const char *arrow) {
     uint64_t a = 0, b = 0;
-    bool red = u64map_get(&g->deadlock, from, &a) && u64map_get(&g->deadlock, to, &b) && a == b;
+    uint64_t fk = from_kind == 'h' ? OUT_THREAD_KEY(from) : from;
+    uint64_t tk = to_kind == 'h' ? OUT_THREAD_KEY(to) : to;
+    bool red = u64map_get(&g->deadlock, fk, &a) && u64map_get(&g->deadlock, tk, &b) && a == b;
+    if (g->dot || from_kind == 'h' || to_kind == 'h') {
+        out_puts(g->w, "    ");
+        out_graph_ref(g, from_kind, from);
+        out_puts(g->w, g->dot ? " -> " : " ");
+        if (!g->dot) {
+            out_printf(g->w, "%s ", arrow);
+        }
+        out_graph_ref(g, to_kind, to);
+    }
     if (g->dot) {
-        out_printf(g->w, "    \"0x%" PRIx64 "\" -> \"0x%" PRIx64 "\"", from, to);
         if (dot_attrs[0] || red) {
             out_printf(g->w, " [%s%s%s]", dot_attrs, dot_attrs[0] && red ? ", " : "",
                        red ? "color=red, penwidth=2.5" : "");
@@ -36,8 +62,12 @@ static void out_graph_edge(graph_ctx *g, char from_kind, uint64_t from, char to_
         out_puts(g->w, ";\n");
         return;
     }
-    out_printf(g->w, "    %c0x%" PRIx64 " %s %c0x%" PRIx64 "\n", from_kind, from, arrow, to_kind,
-               to);
+    if (from_kind == 'h' || to_kind == 'h') {
+        out_puts(g->w, "\n");
+    } else {
+        out_printf(g->w, "    %c0x%" PRIx64 " %s %c0x%" PRIx64 "\n", from_kind, from, arrow,
+                   to_kind, to);
+    }
     if (red && !u64vec_push(&g->red_links, g->links)) {
         g->oom = true;
     }
@@ -175,6 +205,47 @@ static void out_hold_edges(graph_ctx *g, const out_index *ix, const aio_resource
     }
 }
 
+/* A thread is drawn when it is in the graph: it waits on a resource of
+ * the model, or holds or runs one. */
+static bool out_graph_thread_shown(const aio_model *m, const out_index *ix, const aio_thread *th) {
+    if (th->waits_kind != AIO_KIND_NONE && out_find_resource(ix, th->waits_on)) {
+        return true;
+    }
+    for (size_t i = 0; i < m->resources.len; i++) {
+        if (u64vec_has(&VEC_AT(&m->resources, aio_resource, i)->thread_holders,
+                       (uint64_t)th->native_id)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Threads' edges: a thread at what it waits on (dotted with a timeout),
+ * a threading lock at its holders, a concurrent future at the worker
+ * running it, an executor future at the concurrent future it mirrors. */
+static void out_thread_edges(graph_ctx *g, const aio_model *m, const out_index *ix) {
+    for (size_t i = 0; i < m->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        if (th->waits_kind != AIO_KIND_NONE && out_find_resource(ix, th->waits_on)) {
+            out_graph_edge(g, 'h', (uint64_t)th->native_id, 'r', th->waits_on,
+                           th->waits_timeout ? "label=\"timeout\", style=dotted" : "",
+                           th->waits_timeout ? "-. timeout .->" : "-->");
+        }
+    }
+    for (size_t j = 0; j < m->resources.len; j++) {
+        const aio_resource *r = VEC_AT(&m->resources, aio_resource, j);
+        bool runs = r->kind == AIO_KIND_CFUTURE;
+        for (size_t k = 0; k < r->thread_holders.len; k++) {
+            out_graph_edge(g, 'r', r->id, 'h', *VEC_AT(&r->thread_holders, uint64_t, k),
+                           runs ? "label=\"run by\"" : "label=\"held by\"",
+                           runs ? "-- run by -->" : "-- held by -->");
+        }
+        if (r->chained && out_find_resource(ix, r->chained)) {
+            out_graph_edge(g, 'r', r->id, 'r', r->chained, "label=\"mirrors\"", "-- mirrors -->");
+        }
+    }
+}
+
 /* Each deadlock's nodes by number; false when out of memory. */
 static bool out_graph_deadlocks(graph_ctx *g, const ana_result *diag) {
     for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
@@ -188,6 +259,12 @@ static bool out_graph_deadlocks(graph_ctx *g, const ana_result *diag) {
                 if (!u64map_put(&g->deadlock, *VEC_AT(ids[l], uint64_t, k), i + 1)) {
                     return false;
                 }
+            }
+        }
+        for (size_t k = 0; k < d->threads.len; k++) {
+            if (!u64map_put(&g->deadlock, OUT_THREAD_KEY(*VEC_AT(&d->threads, uint64_t, k)),
+                            i + 1)) {
+                return false;
             }
         }
     }
@@ -236,6 +313,17 @@ static void out_mark_findings(graph_ctx *g, const ana_result *diag) {
                 }
             }
         }
+        for (size_t k = 0; deadlock && k < d->threads.len; k++) {
+            uint64_t n = *VEC_AT(&d->threads, uint64_t, k);
+            if (dot) {
+                out_printf(w,
+                           "        \"thread %" PRIu64 "\" [color=red, penwidth=3, "
+                           "style=filled, fillcolor=\"#ffdddd\"];\n",
+                           n);
+            } else {
+                out_printf(w, "    class h%" PRIu64 " deadlock\n", n);
+            }
+        }
         if (dot && deadlock) {
             out_puts(w, "    }\n");
         }
@@ -246,6 +334,42 @@ static void out_mark_findings(graph_ctx *g, const ana_result *diag) {
             out_printf(w, "%s%" PRIu64, k ? "," : "", *VEC_AT(&g->red_links, uint64_t, k));
         }
         out_puts(w, " stroke:#d00,stroke-width:3px\n");
+    }
+}
+
+/* Threads as hexagons: "thread N 'name'", then what they run or wait on. */
+static void out_graph_thread_nodes(out_writer *w, const aio_model *m, const out_index *ix, bool dot,
+                                   sbuf *label, sbuf *tmp) {
+    for (size_t i = 0; i < m->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        if (!out_graph_thread_shown(m, ix, th)) {
+            continue;
+        }
+        sbuf_reset(label);
+        sbuf_printf(label, "thread %" PRId64, th->native_id);
+        if (th->name[0]) {
+            sbuf_adds(label, " '");
+            out_clean(label, th->name);
+            sbuf_adds(label, "'");
+        }
+        if (th->work_item) {
+            sbuf_adds(label, "\nwork: ");
+            out_clean(label, th->work_fn[0] ? th->work_fn : "?");
+            sbuf_adds(label, "()");
+        }
+        if (th->frames.len) {
+            sbuf_addc(label, '\n');
+            out_frame_short(label, VEC_AT(&th->frames, aio_frame, 0));
+        }
+        if (dot) {
+            out_printf(w, "    \"thread %" PRId64 "\" [shape=hexagon, label=\"", th->native_id);
+            out_dot_escape(w, sbuf_str(label), tmp);
+            out_puts(w, "\"];\n");
+        } else {
+            out_printf(w, "    h%" PRId64 "{{\"", th->native_id);
+            out_mermaid_escape(w, sbuf_str(label), tmp);
+            out_puts(w, "\"}}\n");
+        }
     }
 }
 
@@ -304,6 +428,7 @@ void out_graph(out_writer *w, const aio_model *m, snarl_format fmt, const ana_re
         out_puts(w, "flowchart LR\n    classDef done stroke-dasharray: 5 5\n");
     }
     out_graph_nodes(w, m, dot, &label, &tmp);
+    out_graph_thread_nodes(w, m, &ix, dot, &label, &tmp);
     for (size_t i = 0; i < m->tasks.len; i++) {
         out_task_edges(&g, &ix, VEC_AT(&m->tasks, aio_task, i));
     }
@@ -311,6 +436,7 @@ void out_graph(out_writer *w, const aio_model *m, snarl_format fmt, const ana_re
         out_member_edges(&g, &ix, VEC_AT(&m->resources, aio_resource, i));
         out_hold_edges(&g, &ix, VEC_AT(&m->resources, aio_resource, i));
     }
+    out_thread_edges(&g, m, &ix);
     out_mark_findings(&g, diag);
     if (dot) {
         out_puts(w, "}\n");

@@ -108,7 +108,40 @@ void out_json_threads(out_writer *w, const aio_model *m) {
         out_printf(w, ",\"holds_gil\":%s,\"truncated\":%s,\"recovered\":%s,\"stack\":",
                    out_bool(th->holds_gil), out_bool(th->truncated), out_bool(th->recovered));
         out_json_frames(w, &th->frames);
+        out_puts(w, ",\"waits\":");
+        if (th->waits_kind == AIO_KIND_NONE) {
+            out_puts(w, "null");
+        } else {
+            out_puts(w, "{\"kind\":");
+            out_json_str(w, aio_kind_name(th->waits_kind));
+            out_puts(w, ",\"id\":");
+            out_json_addr(w, th->waits_on);
+            out_puts(w, ",\"type\":");
+            out_json_str(w, th->waits_type[0] ? th->waits_type : NULL);
+            out_printf(w, ",\"timeout\":%s}", out_bool(th->waits_timeout));
+        }
+        out_puts(w, ",\"work\":");
+        if (!th->work_item) {
+            out_puts(w, "null");
+        } else {
+            out_puts(w, "{\"item\":");
+            out_json_addr(w, th->work_item);
+            out_puts(w, ",\"function\":");
+            out_json_str(w, th->work_fn[0] ? th->work_fn : NULL);
+            out_puts(w, ",\"future\":");
+            out_json_addr(w, th->work_future);
+            out_puts(w, "}");
+        }
         out_puts(w, "}");
+    }
+    out_puts(w, "]");
+}
+
+/* Native thread ids, as JSON numbers. */
+void out_json_tids(out_writer *w, const vec *ids) {
+    out_puts(w, "[");
+    for (size_t i = 0; i < ids->len; i++) {
+        out_printf(w, "%s%" PRId64, i ? "," : "", (int64_t)*VEC_AT(ids, uint64_t, i));
     }
     out_puts(w, "]");
 }
@@ -214,6 +247,12 @@ static void out_json_resource(out_writer *w, const aio_resource *r) {
     out_json_addrs(w, &r->possible_holders);
     out_puts(w, ",\"resolvers\":");
     out_json_addrs(w, &r->resolvers);
+    out_puts(w, ",\"thread_holders\":");
+    out_json_tids(w, &r->thread_holders);
+    out_puts(w, ",\"thread_waiters\":");
+    out_json_tids(w, &r->thread_waiters);
+    out_puts(w, ",\"chained\":");
+    out_json_addr(w, r->chained);
     out_puts(w, "}");
 }
 

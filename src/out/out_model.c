@@ -211,6 +211,16 @@ const char *out_kind_word(aio_kind k) {
         return "I/O";
     case AIO_KIND_OTHER:
         return "awaitable";
+    case AIO_KIND_THREAD_LOCK:
+        return "threading lock";
+    case AIO_KIND_CFUTURE:
+        return "concurrent future";
+    case AIO_KIND_THREAD_EVENT:
+        return "threading.Event";
+    case AIO_KIND_THREAD_CONDITION:
+        return "threading.Condition";
+    case AIO_KIND_THREAD_QUEUE:
+        return "queue";
     case AIO_KIND_NONE:
     case AIO_KIND_COUNT:
         break;

@@ -67,6 +67,50 @@ static void out_task_splice(out_writer *w, const aio_model *m, uint64_t task) {
     sbuf_free(&b);
 }
 
+const aio_thread *out_find_thread(const aio_model *m, int64_t native_id) {
+    for (size_t i = 0; i < m->threads.len; i++) {
+        const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
+        if (th->native_id == native_id) {
+            return th;
+        }
+    }
+    return NULL;
+}
+
+void out_thread_waits(sbuf *b, const aio_thread *th) {
+    sbuf_printf(b, "waits for %s 0x%" PRIx64, out_kind_word(th->waits_kind), th->waits_on);
+    if (th->waits_type[0] && th->waits_kind != AIO_KIND_CFUTURE) {
+        sbuf_adds(b, " (");
+        out_clean(b, th->waits_type);
+        sbuf_adds(b, ")");
+    }
+    sbuf_adds(b, th->waits_timeout ? ", with a timeout" : ", no timeout");
+}
+
+void out_thread_work(sbuf *b, const aio_thread *th) {
+    sbuf_printf(b, "work item 0x%" PRIx64 ": ", th->work_item);
+    out_clean(b, th->work_fn[0] ? th->work_fn : "?");
+    sbuf_printf(b, "(), completes concurrent future 0x%" PRIx64, th->work_future);
+}
+
+/* A line under a thread's header: what it waits for, or the work item it
+ * runs. */
+static void out_thread_line(out_writer *w, const aio_thread *th,
+                            void (*fn)(sbuf *, const aio_thread *), bool splice) {
+    sbuf b;
+    sbuf_init(&b);
+    fn(&b, th);
+    if (b.oom) {
+        w->failed = true;
+    }
+    if (splice) {
+        out_printf(w, "    ── %s ──\n", sbuf_str(&b));
+    } else {
+        out_printf(w, "    (%s)\n", sbuf_str(&b));
+    }
+    sbuf_free(&b);
+}
+
 static void out_stacks_text(out_writer *w, const aio_model *m) {
     const aio_target *t = &m->target;
     out_printf(w, "Python %s, %s %d%s\n", t->python,
@@ -85,8 +129,16 @@ static void out_stacks_text(out_writer *w, const aio_model *m) {
         if (th->frames.len == 0) {
             out_puts(w, "    (no Python frames)\n");
         }
+        if (th->waits_kind != AIO_KIND_NONE) {
+            out_thread_line(w, th, out_thread_waits, false);
+        }
         for (size_t k = 0; k < th->frames.len; k++) {
             const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
+            if (k == 0 && th->work_item) {
+                /* As the loop thread's running task: the work item's own
+                 * frames are those above _WorkItem.run. */
+                out_thread_line(w, th, out_thread_work, true);
+            }
             if (f->task && (k == 0 || VEC_AT(&th->frames, aio_frame, k - 1)->task != f->task)) {
                 out_task_splice(w, m, f->task);
             }

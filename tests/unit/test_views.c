@@ -1095,7 +1095,8 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
               "\"running_task\":null}]");
     CHECK_HAS(s, "{\"id\":\"0x5000\",\"kind\":\"sleep\",\"type\":\"Future\",\"future\":null,"
                  "\"waiters\":[\"0x2000\"],\"members\":[],\"deadline\":null,\"remaining\":12.5,"
-                 "\"detail\":\"\",\"holders\":[],\"possible_holders\":[],\"resolvers\":[]}");
+                 "\"detail\":\"\",\"holders\":[],\"possible_holders\":[],\"resolvers\":[],"
+                 "\"thread_holders\":[],\"thread_waiters\":[],\"chained\":null}");
     CHECK_HAS(s, "\"deadline\":null,\"remaining\":null,\"detail\":\"say \\\"when\\\"\",\"holders\":[]");
     CHECK_HAS(s, "\"warnings\":[\"core \\\"truncated\\\"\"]}\n");
     sbuf_free(&out);
