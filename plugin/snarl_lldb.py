@@ -78,8 +78,11 @@ def _run(exe_ctx, command, arg, result):
         raise _Refused("snarl: the process is running\nhint: interrupt it first "
                        "('process interrupt')")
     is_core = "core" in (process.GetPluginName() or "")
+    # A live process on this machine: the engine may look up its PID here
+    # (and tell one that died under the read from one it cannot read).
+    local = not is_core and target.GetPlatform().GetName() == "host"
     maps = None
-    if not is_core and target.GetPlatform().GetName() == "host":
+    if local:
         try:
             maps = _proc_maps(process.GetProcessID())
         except OSError:
@@ -96,7 +99,7 @@ def _run(exe_ctx, command, arg, result):
     try:
         status, out = ext.run(
             read=read, mappings=maps, threads=[t.GetThreadID() for t in process],
-            pid=process.GetProcessID(), is_core=is_core, stopped=True,
+            pid=process.GetProcessID(), is_core=is_core, stopped=True, local=local,
             executable=target.GetExecutable().fullpath, **req)
     except ext.Error as e:
         message, hint, _ = e.args

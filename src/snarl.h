@@ -54,6 +54,10 @@ typedef struct snarl_host {
      * into the debugger's Python, a remote round trip); a block that cannot
      * be read whole is read again page by page. */
     size_t block_size;
+    /* A live target that runs on this machine (not through gdbserver or
+     * another machine's debug server): pid is a PID here, so the engine can
+     * tell a target that died under the read from one that cannot be read. */
+    int local;
 } snarl_host;
 
 typedef enum snarl_format {
