@@ -1,7 +1,9 @@
 /* Telling a live target that died from one that cannot be read, over real
  * child processes: running, killed and not reaped (a zombie), reaped, a PID
  * given to another process, and a process whose main thread ended alone
- * while another thread runs on (alive, though its main thread is a zombie). */
+ * while another thread runs on (alive, though its main thread is a zombie);
+ * a target killed while frozen is handed on to its parent at the thaw. */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -154,4 +156,49 @@ TEST(live_gone_turns_true_when_the_target_dies_after_open) {
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+}
+
+TEST(live_thaw_hands_a_target_killed_while_frozen_to_its_waiting_parent) {
+    int fds[2];
+    if (!CHECK(pipe(fds) == 0)) {
+        return;
+    }
+    pid_t parent = fork();
+    if (parent == 0) {
+        pid_t child = sleeping_child();
+        char reaped = 1;
+        if (write(fds[1], &child, sizeof child) != sizeof child ||
+            waitpid(child, NULL, 0) != child || write(fds[1], &reaped, 1) != 1) {
+            _exit(1);
+        }
+        _exit(0);
+    }
+    pid_t child = 0;
+    mem *m = NULL;
+    if (CHECK(parent > 0) && CHECK(read(fds[0], &child, sizeof child) == sizeof child) &&
+        CHECK(wait_state(child, 'S'))) {
+        err_record err;
+        err_clear(&err);
+        m = mem_live_open(&err, (int)child, true);
+    }
+    if (CHECK(m != NULL) && CHECK_ERR(mem_freeze(m), ERR_OK)) {
+        kill(child, SIGKILL);
+        CHECK(wait_state(child, 'Z')); /* traced by us: its parent cannot reap it yet */
+        CHECK(mem_gone(m));
+        mem_thaw(m);
+        /* The parent's wait returns now, not when this process exits. */
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        char reaped = 0;
+        CHECK(poll(&p, 1, LIVE_TEST_WAIT_MS) == 1 && read(fds[0], &reaped, 1) == 1 && reaped == 1);
+    }
+    mem_close(m);
+    if (child > 0) {
+        kill(child, SIGKILL);
+    }
+    if (parent > 0) {
+        kill(parent, SIGKILL);
+        waitpid(parent, NULL, 0);
+    }
+    close(fds[0]);
+    close(fds[1]);
 }
