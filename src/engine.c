@@ -533,6 +533,10 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     return e == ERR_OK ? status : SNARL_STATUS_ERROR;
 }
 
+int snarl_pid_exited(int pid) {
+    return mem_proc_exited(pid, 0);
+}
+
 const char *snarl_error(const snarl_session *s) {
     if (!s) {
         return "out of memory";

@@ -112,6 +112,12 @@ SNARL_API int snarl_error_code(const snarl_session *s);
  * for a front end that words its own hint; "OK" when there is none. */
 SNARL_API const char *snarl_error_name(const snarl_session *s);
 
+/* Whether the process PID of this machine has exited or is exiting: no such
+ * PID, or no thread of it left that is not a zombie, not exiting and not
+ * bound to die (SIGKILL pending). The engine's own test for a target that
+ * died under the read, for front ends that read /proc themselves. */
+SNARL_API int snarl_pid_exited(int pid);
+
 /* Async-signal-safe: resume every thread this process froze. For the CLI's
  * SIGINT/SIGTERM handlers; the kernel also resumes them if we die. */
 SNARL_API void snarl_emergency_thaw(void);

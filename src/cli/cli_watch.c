@@ -410,11 +410,6 @@ static bool watch_is_python(pid_t pid) {
     return found;
 }
 
-static bool watch_alive(pid_t pid) {
-    watch_proc p;
-    return watch_read_stat(pid, &p) && p.state != 'Z' && p.state != 'X';
-}
-
 /* ---- output ---- */
 
 typedef struct watch_buf {
@@ -711,9 +706,9 @@ static int watch_analyse(watch_state *w, bool deadline, double since) {
         watch_analyse_one(w, r);
         /* A process that ended between the listing and the end of the read
          * was not stuck: leave it out rather than report it as not
-         * analysed, and say so. The engine's word first, /proc's for a
-         * failure that came before the engine could look. */
-        if (r->status == SNARL_STATUS_ERROR && (r->exited || !watch_alive(r->pid))) {
+         * analysed, and say so. The engine's word, or its test of the
+         * PID for a failure that came before the engine had it. */
+        if (r->status == SNARL_STATUS_ERROR && (r->exited || snarl_pid_exited((int)r->pid))) {
             watch_log("process %d exited while it was being read; it is not in the report",
                       (int)r->pid);
             free(r->report);
