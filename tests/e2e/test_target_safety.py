@@ -29,7 +29,10 @@ import debuggers
 from harness import ROOT, SAMPLES, SNARL
 
 SANITIZED = os.path.join(ROOT, "build", "asan", "snarl")
-DYING = os.path.join(ROOT, "build", "snarl-dying")
+# The kill-hook build, sanitized when `make asan` has built it.
+DYING = next((p for p in (os.path.join(ROOT, "build", "asan", "snarl-dying"),
+                          os.path.join(ROOT, "build", "snarl-dying")) if os.access(p, os.X_OK)),
+             os.path.join(ROOT, "build", "snarl-dying"))
 # Tasks in the target: a frozen read of them takes a few hundred ms.
 TASKS = 20000
 READY_TIMEOUT = 120
