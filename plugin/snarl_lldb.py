@@ -70,6 +70,11 @@ def _run(exe_ctx, command, arg, result):
         return
     target = exe_ctx.GetTarget()
     process = target.GetProcess() if target.IsValid() else None
+    if process is not None and process.IsValid() and process.GetState() == lldb.eStateExited:
+        # lldb saw it end first (a process killed while lldb held it): the
+        # engine's sentence for a PID that has exited.
+        raise _Refused("snarl: process %d has already exited\nhint: attach to a running "
+                       "process ('process attach -p PID') or load a core" % process.GetProcessID())
     if process is None or not process.IsValid() or process.GetState() not in _STOPPED + _RUNNING:
         raise _Refused("snarl: there is no process or core to read\n"
                        "hint: load a core ('target create -c CORE EXECUTABLE') or attach "
