@@ -37,7 +37,7 @@ PROBE_OBJ := $(PROBE_SRC:%.c=$(BUILD)/obj/%.o)
         fuzz-regress fuzz-afl faults
 
 all: $(BUILD)/snarl $(BUILD)/snarl-unit $(BUILD)/snarl-probe $(BUILD)/snarl-record \
-     $(BUILD)/snarl-faults
+     $(BUILD)/snarl-faults $(BUILD)/snarl-dying
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -60,6 +60,12 @@ $(BUILD)/snarl-probe: $(PROBE_OBJ) $(BUILD)/libsnarl.a
 # Test tools for tests/fuzz/: a core to a replayable image; every read and
 # allocation of an image's analysis failed in turn.
 $(BUILD)/snarl-record: $(BUILD)/obj/tests/fuzz/record.o $(FZ_OBJ) $(BUILD)/libsnarl.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
+
+# Test build of the command line for tests/e2e/test_target_safety.py: the
+# same program, with tests/dying/'s hook that kills the target at a chosen
+# point of the live backend. Never installed.
+$(BUILD)/snarl-dying: $(CLI_OBJ) $(BUILD)/obj/tests/dying/dying.o $(BUILD)/libsnarl.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(LDFLAGS)
 
 $(BUILD)/snarl-faults: $(BUILD)/obj/tests/fuzz/faults.o $(FZ_OBJ) $(BUILD)/libsnarl.a
@@ -286,11 +292,11 @@ deb:
 
 format:
 	clang-format -i $(ENGINE_SRC) $(CLI_SRC) $(UNIT_SRC) $(wildcard src/*/*.h) src/snarl.h \
-	    plugin/snarl_ext.c $(wildcard tests/fuzz/*.[ch])
+	    plugin/snarl_ext.c $(wildcard tests/fuzz/*.[ch] tests/dying/*.c)
 
 clean:
 	rm -rf $(BUILD)
 
 -include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PROBE_OBJ:.o=.d) \
          $(BUILD)/obj/plugin/snarl_ext.d
--include $(wildcard $(BUILD)/obj/tests/fuzz/*.d)
+-include $(wildcard $(BUILD)/obj/tests/fuzz/*.d $(BUILD)/obj/tests/dying/*.d)

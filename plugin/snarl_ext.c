@@ -188,18 +188,18 @@ static void bridge_raise(const snarl_session *s) {
 }
 
 static PyObject *bridge_run(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"read",    "mappings",   "threads",     "pid",     "is_core",
-                               "stopped", "executable", "sysroot",     "command", "format",
-                               "task_id", "all",        "all_objects", "fail_on", NULL};
+    static char *keywords[] = {"read",        "mappings", "threads", "pid",    "is_core", "stopped",
+                               "executable",  "sysroot",  "command", "format", "task_id", "all",
+                               "all_objects", "fail_on",  "local",   NULL};
     bridge b;
     memset(&b, 0, sizeof b);
-    int pid = 0, is_core = 0, stopped = 1, all = 0, all_objects = 0;
+    int pid = 0, is_core = 0, stopped = 1, all = 0, all_objects = 0, local = 0;
     const char *executable = NULL, *sysroot = NULL, *command = "check", *format = "text";
     const char *task_id = NULL, *fail_on = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOippzzsszppz", keywords, &b.read,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOippzzsszppzp", keywords, &b.read,
                                      &b.mappings, &b.threads, &pid, &is_core, &stopped, &executable,
                                      &sysroot, &command, &format, &task_id, &all, &all_objects,
-                                     &fail_on)) {
+                                     &fail_on, &local)) {
         return NULL;
     }
     if (!b.read || !PyCallable_Check(b.read) || !b.mappings || !b.threads) {
@@ -229,7 +229,8 @@ static PyObject *bridge_run(PyObject *self, PyObject *args, PyObject *kwargs) {
                        .is_core = is_core,
                        .executable = executable && *executable ? executable : NULL,
                        .stopped = stopped,
-                       .block_size = BRIDGE_BLOCK_SIZE};
+                       .block_size = BRIDGE_BLOCK_SIZE,
+                       .local = local};
     int status = SNARL_STATUS_ERROR;
     if (snarl_attach_host(s, &host) == 0) {
         status = snarl_run(s, &req, bridge_sink, &b);
@@ -257,12 +258,15 @@ static PyObject *bridge_run(PyObject *self, PyObject *args, PyObject *kwargs) {
 PyDoc_STRVAR(bridge_run_doc,
              "run(*, read, mappings, threads, pid=0, is_core=False, stopped=True,\n"
              "    executable=None, sysroot=None, command='check', format='text',\n"
-             "    task_id=None, all=False, all_objects=False, fail_on=None) -> (status, output)\n"
+             "    task_id=None, all=False, all_objects=False, fail_on=None, local=False)\n"
+             "    -> (status, output)\n"
              "\n"
              "Analyses the debugger's target with one snarl command. read(addr, size)\n"
              "returns size bytes or None; mappings yields (start, end, offset, path);\n"
              "threads yields thread ids. status is 0 (nothing found) or 1 (check found\n"
              "something); an analysis that fails raises Error(message, hint, name).\n"
+             "local: a live target on this machine (pid is ours to look up), so that\n"
+             "one that died while read is reported as exited.\n"
              "An exception raised by a callback stops the analysis and is re-raised.");
 
 static PyMethodDef bridge_methods[] = {

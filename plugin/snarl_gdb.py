@@ -86,6 +86,18 @@ def _is_core(inferior):
     return "Local core dump file" in gdb.execute("info target", to_string=True)
 
 
+def _is_local(inferior, is_core):
+    """A live process on this machine (gdb's native target, not gdbserver):
+    the engine may then look up its PID here, to tell a process that died
+    under the read from one it cannot read."""
+    if is_core:
+        return False
+    connection = getattr(inferior, "connection", None)  # gdb 12+
+    if connection is not None:
+        return connection.type == "native"
+    return "Native process" in gdb.execute("info target", to_string=True)
+
+
 def _run(command, arg):
     req = common.parse(command, gdb.string_to_argv(arg), _format.value)
     if req is None:
@@ -114,7 +126,7 @@ def _run(command, arg):
     try:
         status, out = ext.run(
             read=read, mappings=_mappings(), threads=[t.ptid[1] or t.ptid[0] for t in threads],
-            pid=inferior.pid, is_core=is_core, stopped=True,
+            pid=inferior.pid, is_core=is_core, stopped=True, local=_is_local(inferior, is_core),
             executable=_executable(inferior, is_core), sysroot=sysroot, **req)
     except ext.Error as e:
         message, hint, _ = e.args

@@ -70,6 +70,11 @@ def _run(exe_ctx, command, arg, result):
         return
     target = exe_ctx.GetTarget()
     process = target.GetProcess() if target.IsValid() else None
+    if process is not None and process.IsValid() and process.GetState() == lldb.eStateExited:
+        # lldb saw it end first (a process killed while lldb held it): the
+        # engine's sentence for a PID that has exited.
+        raise _Refused("snarl: process %d has already exited\nhint: attach to a running "
+                       "process ('process attach -p PID') or load a core" % process.GetProcessID())
     if process is None or not process.IsValid() or process.GetState() not in _STOPPED + _RUNNING:
         raise _Refused("snarl: there is no process or core to read\n"
                        "hint: load a core ('target create -c CORE EXECUTABLE') or attach "
@@ -78,8 +83,11 @@ def _run(exe_ctx, command, arg, result):
         raise _Refused("snarl: the process is running\nhint: interrupt it first "
                        "('process interrupt')")
     is_core = "core" in (process.GetPluginName() or "")
+    # A live process on this machine: the engine may look up its PID here
+    # (and tell one that died under the read from one it cannot read).
+    local = not is_core and target.GetPlatform().GetName() == "host"
     maps = None
-    if not is_core and target.GetPlatform().GetName() == "host":
+    if local:
         try:
             maps = _proc_maps(process.GetProcessID())
         except OSError:
@@ -96,7 +104,7 @@ def _run(exe_ctx, command, arg, result):
     try:
         status, out = ext.run(
             read=read, mappings=maps, threads=[t.GetThreadID() for t in process],
-            pid=process.GetProcessID(), is_core=is_core, stopped=True,
+            pid=process.GetProcessID(), is_core=is_core, stopped=True, local=local,
             executable=target.GetExecutable().fullpath, **req)
     except ext.Error as e:
         message, hint, _ = e.args

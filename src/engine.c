@@ -93,6 +93,18 @@ static void snarl_missing_files(snarl_session *s, err_t e) {
     sbuf_free(&list);
 }
 
+/* Whatever went wrong (or even nothing did), a live target that died under
+ * the read is named as such: what was read of it is partial, and the
+ * failure it caused would blame something else (permission, no files
+ * mapped, a runtime not initialized, a torn structure). */
+static err_t snarl_check_exit(snarl_session *s, err_t e) {
+    if (e == ERR_NOMEM || e == ERR_USAGE || !s->m || strcmp(s->kind, "live") != 0 ||
+        !mem_gone(s->m)) {
+        return e;
+    }
+    return err_set(&s->err, ERR_GONE, "process %d exited while it was being read", s->m->pid);
+}
+
 static int snarl_attach_common(snarl_session *s) {
     err_t e = sym_open(&s->sym, s->m);
     s->sym_open = true;
@@ -104,6 +116,7 @@ static int snarl_attach_common(snarl_session *s) {
         e = py_open(&s->py, s->m, &s->sym, &s->err);
         s->py_open = true;
     }
+    e = e == ERR_OK ? ERR_OK : snarl_check_exit(s, e);
     s->ready = e == ERR_OK;
     if (e == ERR_NO_FILE || (e == ERR_NOT_PYTHON && strcmp(s->kind, "core") == 0)) {
         /* In a core, "not Python" often means the files were not found. */
@@ -178,21 +191,6 @@ int engine_attach_mem(snarl_session *s, mem *m, const char *kind, const engine_a
     return snarl_attach_common(s);
 }
 
-/* A process that exited but was not reaped yet is a zombie: gone for us. */
-static bool snarl_process_exists(int pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        return false;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
-}
-
 static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *model) {
     memset(model, 0, sizeof *model);
     vec_init(&model->threads, sizeof(aio_thread));
@@ -210,24 +208,17 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
     }
     mem_cache_flush(s->m);
     bool freeze = strcmp(s->m->ops->kind, "live") == 0 && !s->no_freeze;
-    if (freeze) {
-        err_t e = mem_freeze(s->m);
-        if (e != ERR_OK) {
-            return e;
-        }
-        t->frozen = true;
+    err_t e = freeze ? mem_freeze(s->m) : ERR_OK;
+    t->frozen = (freeze && e == ERR_OK) || s->held;
+    if (e == ERR_OK) {
+        e = aio_build(&s->py, opt, model);
     }
-    t->frozen = t->frozen || s->held;
-    err_t e = aio_build(&s->py, opt, model);
     if (freeze) {
         mem_thaw(s->m);
     }
     /* A process that died under the read leaves a model of whatever was read
      * before: a partial picture that would pass for a clean one. */
-    if (strcmp(s->m->ops->kind, "live") == 0 &&
-        (s->m->gone || (e != ERR_OK && !snarl_process_exists(s->m->pid)))) {
-        e = err_set(&s->err, ERR_GONE, "process %d exited while it was being read", s->m->pid);
-    }
+    e = snarl_check_exit(s, e);
     if (mem_core_truncated(s->m)) {
         aio_warn(model, "the core file is truncated; parts of memory are missing");
     }
@@ -342,15 +333,19 @@ static err_t snarl_confirm(snarl_session *s, const aio_options *opt, aio_model *
         aio_model again;
         ana_result diag2;
         static const ana_result none;
-        if (snarl_build(s, opt, &again) == ERR_OK && ana_diagnose(&again, &diag2) == ERR_OK) {
+        err_t again_e = snarl_build(s, opt, &again);
+        if (again_e == ERR_OK && ana_diagnose(&again, &diag2) == ERR_OK) {
             snarl_forget_moved_loops(model, &again, &diag2);
             dropped = ana_keep_confirmed(diag, &diag2, kinds);
             ana_result_free(&diag2);
         } else {
-            /* No second read (the process exited?): nothing is confirmed. */
+            /* No second read: nothing is confirmed. */
             dropped = ana_keep_confirmed(diag, &none, kinds);
         }
         aio_model_free(&again);
+        if (again_e == ERR_GONE) {
+            return again_e; /* it died before the findings could be confirmed */
+        }
         err_clear(&s->err);
     }
     err_t e = ERR_OK;
@@ -539,6 +534,10 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     }
     aio_model_free(&model);
     return e == ERR_OK ? status : SNARL_STATUS_ERROR;
+}
+
+int snarl_pid_exited(int pid) {
+    return mem_proc_exited(pid, 0);
 }
 
 const char *snarl_error(const snarl_session *s) {

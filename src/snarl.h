@@ -54,6 +54,10 @@ typedef struct snarl_host {
      * into the debugger's Python, a remote round trip); a block that cannot
      * be read whole is read again page by page. */
     size_t block_size;
+    /* A live target that runs on this machine (not through gdbserver or
+     * another machine's debug server): pid is a PID here, so the engine can
+     * tell a target that died under the read from one that cannot be read. */
+    int local;
 } snarl_host;
 
 typedef enum snarl_format {
@@ -107,6 +111,12 @@ SNARL_API int snarl_error_code(const snarl_session *s);
 /* The error's class as a stable name ("NO_FILE", "USAGE", "NOT_FOUND", ...),
  * for a front end that words its own hint; "OK" when there is none. */
 SNARL_API const char *snarl_error_name(const snarl_session *s);
+
+/* Whether the process PID of this machine has exited or is exiting: no such
+ * PID, or no thread of it left that is not a zombie, not exiting and not
+ * bound to die (SIGKILL pending). The engine's own test for a target that
+ * died under the read, for front ends that read /proc themselves. */
+SNARL_API int snarl_pid_exited(int pid);
 
 /* Async-signal-safe: resume every thread this process froze. For the CLI's
  * SIGINT/SIGTERM handlers; the kernel also resumes them if we die. */

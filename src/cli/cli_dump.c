@@ -171,16 +171,24 @@ static int cli_dump_read_maps(dump *d) {
     return rc;
 }
 
+/* Takes the interrupt stop only, never an exit: the exit status of a
+ * process that dies meanwhile stays for its parent (snarl watch itself,
+ * when it is the command). */
 static bool cli_dump_wait_stop(pid_t tid) {
     struct timespec ms = {0, 1000000};
     for (int waited = 0; waited < CLI_DUMP_STOP_WAIT_MS; waited++) {
-        int st;
-        pid_t r = waitpid(tid, &st, __WALL | WNOHANG);
-        if (r == tid) {
-            return WIFSTOPPED(st);
-        }
-        if (r < 0) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)tid, &si, WEXITED | WSTOPPED | WNOHANG | WNOWAIT | __WALL) != 0) {
             return false;
+        }
+        if (si.si_pid == tid) {
+            if (si.si_code != CLD_TRAPPED && si.si_code != CLD_STOPPED) {
+                return false;
+            }
+            memset(&si, 0, sizeof si);
+            return waitid(P_PID, (id_t)tid, &si, WSTOPPED | WNOHANG | __WALL) == 0 &&
+                   si.si_pid == tid;
         }
         nanosleep(&ms, NULL);
     }
@@ -233,8 +241,8 @@ static int cli_dump_freeze(dump *d) {
                 continue;
             }
             if (ptrace(PTRACE_SEIZE, tids[i], NULL, NULL) != 0) {
-                if (errno == ESRCH) {
-                    continue; /* the thread ended meanwhile */
+                if (errno == ESRCH || snarl_pid_exited((int)d->pid)) {
+                    continue; /* the thread ended meanwhile; a dying one refuses EPERM */
                 }
                 return cli_dump_fail(d, "cannot freeze thread %d of process %d: %s", (int)tids[i],
                                      (int)d->pid, strerror(errno));
@@ -531,6 +539,10 @@ int cli_dump_core(pid_t pid, const char *path, char *msg, size_t cap) {
     }
     if (d.mem_fd >= 0) {
         close(d.mem_fd);
+    }
+    /* Whatever failed, a process that died meanwhile is the reason. */
+    if (rc != 0 && snarl_pid_exited((int)pid)) {
+        cli_dump_fail(&d, "process %d exited while its core was being written", (int)pid);
     }
     for (size_t i = 0; i < d.nmaps; i++) {
         free(d.maps[i].path);

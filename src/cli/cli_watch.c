@@ -122,7 +122,8 @@ typedef struct watch_result {
     pid_t pid, ppid;
     char cmdline[WATCH_CMDLINE_MAX]; /* arguments separated by NULs */
     size_t cmdline_len;
-    int status; /* SNARL_STATUS_* */
+    int status;  /* SNARL_STATUS_* */
+    bool exited; /* the engine found it exited while it was read */
     char *report;
     size_t report_len;
     char error[512];
@@ -409,11 +410,6 @@ static bool watch_is_python(pid_t pid) {
     return found;
 }
 
-static bool watch_alive(pid_t pid) {
-    watch_proc p;
-    return watch_read_stat(pid, &p) && p.state != 'Z' && p.state != 'X';
-}
-
 /* ---- output ---- */
 
 typedef struct watch_buf {
@@ -555,6 +551,7 @@ static void watch_analyse_one(const watch_state *w, watch_result *r) {
     if (r->status == SNARL_STATUS_ERROR) {
         snprintf(r->error, sizeof r->error, "%s", snarl_error(s));
         snprintf(r->hint, sizeof r->hint, "%s", snarl_hint(s));
+        r->exited = strcmp(snarl_error_name(s), "GONE") == 0;
     }
     snarl_close(s);
 }
@@ -707,9 +704,13 @@ static int watch_analyse(watch_state *w, bool deadline, double since) {
         r->ppid = tree[i].ppid;
         watch_read_cmdline(r);
         watch_analyse_one(w, r);
-        /* A process that ended between the listing and the read was not
-         * stuck: leave it out rather than report it as not analysed. */
-        if (r->status == SNARL_STATUS_ERROR && !watch_alive(r->pid)) {
+        /* A process that ended between the listing and the end of the read
+         * was not stuck: leave it out rather than report it as not
+         * analysed, and say so. The engine's word, or its test of the
+         * PID for a failure that came before the engine had it. */
+        if (r->status == SNARL_STATUS_ERROR && (r->exited || snarl_pid_exited((int)r->pid))) {
+            watch_log("process %d exited while it was being read; it is not in the report",
+                      (int)r->pid);
             free(r->report);
             memset(r, 0, sizeof *r);
             continue;

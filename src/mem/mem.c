@@ -249,6 +249,15 @@ err_t mem_freeze(mem *m) {
     return m->ops->freeze ? m->ops->freeze(m) : ERR_OK;
 }
 
+bool mem_gone(mem *m) {
+    if (m->ops->exited) {
+        /* The backend's look at the process decides, not a failed read alone
+         * (a process whose main thread exited on its own refuses reads too). */
+        m->gone = m->ops->exited(m);
+    }
+    return m->gone;
+}
+
 void mem_thaw(mem *m) {
     if (m->ops->thaw) {
         m->ops->thaw(m);

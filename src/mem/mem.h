@@ -52,6 +52,9 @@ typedef struct mem_ops {
     err_t (*freeze)(mem *m);
     void (*thaw)(mem *m);
     void (*close)(mem *m);
+    /* Optional: true when a live target has exited (or is exiting) since it
+     * was opened; what mem_gone asks. */
+    bool (*exited)(mem *m);
 } mem_ops;
 
 struct mem {
@@ -73,6 +76,9 @@ struct mem {
     /* A live target: a read failed because the process is gone (it exited
      * or was killed while read); what was read is then partial. */
     bool gone;
+    /* A live target's start time (clock ticks after boot, /proc/PID/stat),
+     * which tells it from a later process given the same PID; 0: unknown. */
+    uint64_t start;
     /* Fault injection: fail the nth backend read from now on (0 = never). */
     uint64_t fail_countdown;
     bool injected; /* the last backend failure was injected */
@@ -96,6 +102,26 @@ err_t mem_set_block(mem *m, size_t block, size_t cache_bytes);
 err_t mem_freeze(mem *m);
 void mem_thaw(mem *m);
 void mem_close(mem *m);
+/* Whether a live target has exited, or begun to, since it was opened:
+ * asked after any failure (and after each analysis) so that a target that
+ * died under the read is reported as such, not as the failure it caused
+ * (unreadable memory, no files mapped, a torn structure). False for cores
+ * and for targets the backend cannot check. */
+bool mem_gone(mem *m);
+/* A process on this machine by its /proc entry: its start time (0 when it
+ * cannot be read), and whether it has exited or is exiting: no such PID, a
+ * different start time (start nonzero: another process took the PID), or
+ * no thread left that is not a zombie, not exiting and not bound to die
+ * (SIGKILL pending, as a fatal signal or exit_group leaves on each
+ * thread before any of them goes). */
+uint64_t mem_proc_start(int pid);
+bool mem_proc_exited(int pid, uint64_t start);
+/* Test hook, NULL in snarl: the live backend calls it with the target's PID
+ * at the named points ("open", "maps", "freeze", "seize", "interrupt",
+ * "read"), so that a test build can kill the target at a chosen moment
+ * (tests/dying/). Nothing in the engine, the CLI or the extension sets it,
+ * and nothing reads it from the environment. */
+extern void (*mem_live_test_hook)(int pid, const char *point);
 /* The mapping containing addr, or NULL. */
 const mem_map *mem_find_map(const mem *m, uint64_t addr);
 

@@ -77,10 +77,17 @@ static void host_close(mem *m) {
     util_free(m);
 }
 
+/* Only a local live target's PID can be looked up in this machine's /proc. */
+static bool host_exited(mem *m) {
+    const snarl_host *host = &((mem_host *)m)->host;
+    return host->local && !host->is_core && m->pid > 0 && mem_proc_exited(m->pid, m->start);
+}
+
 static const mem_ops host_ops = {
     .kind = "host",
     .read = host_read,
     .close = host_close,
+    .exited = host_exited,
 };
 
 static int host_add_map(void *ctx, const snarl_mapping *mp) {
@@ -113,6 +120,9 @@ mem *mem_host_open(err_record *err, const snarl_host *host, const char *sysroot)
     mem *m = &h->base;
     h->host = *host;
     m->pid = host->pid;
+    if (host->local && !host->is_core) {
+        m->start = mem_proc_start(host->pid);
+    }
     if (host->executable) {
         m->executable = util_strdup(host->executable);
     }

@@ -93,6 +93,22 @@ def test_engine_error_names_the_files_it_searched(ext):
     assert "maps no files" in e.value.args[0]
 
 
+def test_a_local_target_that_died_is_exited_and_a_remote_one_is_not_looked_up(ext):
+    """local: the PID is this machine's; the engine then sees the process
+    died (here, one that exited and was reaped) instead of blaming the
+    missing files. Without it (gdbserver, a remote debug server) the PID
+    means nothing here and is never looked up."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    with pytest.raises(ext.Error) as e:
+        ext.run(read=lambda a, n: None, mappings=[], threads=[done.pid], pid=done.pid,
+                local=True)
+    assert e.value.args == ("process %d exited while it was being read" % done.pid, "", "GONE")
+    with pytest.raises(ext.Error) as e:
+        ext.run(read=lambda a, n: None, mappings=[], threads=[done.pid], pid=done.pid)
+    assert e.value.args[2] == "NOT_PYTHON" and "maps no files" in e.value.args[0]
+
+
 class Boom(Exception):
     pass
 
