@@ -309,8 +309,8 @@ static err_t aio_place_refs(aio_ctx *c, const vec *pairs) {
         }
         aio_resource *r = VEC_AT(&m->resources, aio_resource, ri);
         bool wake = aio_wakeable_kind(r->kind);
-        bool hold = (r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) &&
-                    r->holders.len == 0;
+        bool hold =
+            (r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) && r->holders.len == 0;
         vec *dst = wake ? &r->resolvers : hold ? &r->possible_holders : NULL;
         u64set waiters, placed;
         u64set_init(&waiters);

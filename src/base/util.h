@@ -75,10 +75,11 @@ void u64set_free(u64set *s);
 int u64set_add(u64set *s, uint64_t key);
 bool u64set_has(const u64set *s, uint64_t key);
 
-/* Open-addressing map from non-zero 64-bit keys to 64-bit values. */
+/* Open-addressing map from non-zero 64-bit keys to 64-bit values. A key
+ * and its value sit side by side, so a probe touches one cache line, not
+ * two: the reachability pass looks up every object of the heap. */
 typedef struct u64map {
-    uint64_t *keys;
-    uint64_t *values;
+    uint64_t *slots; /* cap pairs: key (0 = empty), value */
     size_t count;
     size_t cap;
 } u64map;
