@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-/* Blocks this large (4 MiB) are asked to be backed by transparent huge
- * pages: the model's arrays and hash tables at 100k tasks and more are
+/* Blocks this large (4 MiB) that grow or are zeroed (util_calloc,
+ * util_realloc) are asked to be backed by transparent huge pages: they are
+ * written whole, and the model's arrays and hash tables at 100k tasks and more are
  * tens of MB, touched once each page, and a page fault per 4 KiB page cost
  * half of `check`'s time on a virtual machine, one fault per 2 MiB almost
  * nothing. A hint only: the kernel may ignore it. */
@@ -48,8 +49,10 @@ static void *util_huge(void *p, size_t n) {
     return p;
 }
 
+/* Not hinted: the page cache and object bodies are read into here, and a
+ * cache touched a line at a time would take 2 MiB per line. */
 void *util_alloc(size_t n) {
-    return util_alloc_should_fail() ? NULL : util_huge(malloc(n ? n : 1), n);
+    return util_alloc_should_fail() ? NULL : malloc(n ? n : 1);
 }
 
 void *util_calloc(size_t n, size_t size) {
@@ -86,6 +89,10 @@ void *util_realloc(void *p, size_t n) {
         free(p);
     }
     return q;
+}
+
+void *util_alloc_huge(size_t n) {
+    return util_alloc_should_fail() ? NULL : util_huge(malloc(n ? n : 1), n);
 }
 
 char *util_strdup(const char *s) {

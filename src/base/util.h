@@ -15,6 +15,11 @@
 void *util_alloc(size_t n);
 void *util_calloc(size_t n, size_t size);
 void *util_realloc(void *p, size_t n);
+/* util_alloc for a large block touched at random places (a page cache):
+ * backed by huge pages where the kernel allows, so that filling it costs a
+ * page fault per 2 MiB instead of per 4 KiB (and its resident size is then
+ * about the whole block). */
+void *util_alloc_huge(size_t n);
 char *util_strdup(const char *s);
 void util_free(void *p);
 /* Fault injection: make the nth allocation from now on fail (0 disables). */

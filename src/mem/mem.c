@@ -23,14 +23,14 @@ mem *mem_new(err_record *err, const mem_ops *ops, size_t size) {
     m->err = err;
     vec_init(&m->maps, sizeof(mem_map));
     vec_init(&m->tids, sizeof(int64_t));
-    if (mem_set_block(m, MEM_PAGE_SIZE, (size_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE) != ERR_OK) {
+    if (mem_set_block(m, MEM_PAGE_SIZE, (size_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE, false) != ERR_OK) {
         util_free(m);
         return NULL;
     }
     return m;
 }
 
-err_t mem_set_block(mem *m, size_t block, size_t cache_bytes) {
+err_t mem_set_block(mem *m, size_t block, size_t cache_bytes, bool huge) {
     size_t line = MEM_PAGE_SIZE;
     while (line < MEM_LINE_MAX && line * 2 <= block) {
         line *= 2;
@@ -43,7 +43,7 @@ err_t mem_set_block(mem *m, size_t block, size_t cache_bytes) {
     uint64_t *tag = util_calloc(count, sizeof *tag);
     uint64_t *bad = util_calloc(count, sizeof *bad);
     uint64_t *used = util_calloc(count, sizeof *used);
-    uint8_t *data = util_alloc(count * line);
+    uint8_t *data = huge ? util_alloc_huge(count * line) : util_alloc(count * line);
     if (!tag || !bad || !used || !data) {
         util_free(tag);
         util_free(bad);

@@ -100,9 +100,10 @@ err_t mem_read_u32(mem *m, uint64_t addr, uint32_t *out);
 err_t mem_read_cstr(mem *m, uint64_t addr, char *dst, size_t cap);
 void mem_cache_flush(mem *m);
 /* Makes the cache read blocks of `block` bytes (rounded down to a power of
- * two, clamped to MEM_PAGE_SIZE..MEM_LINE_MAX) and hold about cache_bytes;
- * empties it. ERR_NOMEM leaves the old cache in place. */
-err_t mem_set_block(mem *m, size_t block, size_t cache_bytes);
+ * two, clamped to MEM_PAGE_SIZE..MEM_LINE_MAX) and hold about cache_bytes,
+ * in huge pages if `huge` (util_alloc_huge); empties it. ERR_NOMEM leaves
+ * the old cache in place. */
+err_t mem_set_block(mem *m, size_t block, size_t cache_bytes, bool huge);
 err_t mem_freeze(mem *m);
 void mem_thaw(mem *m);
 void mem_close(mem *m);
