@@ -189,7 +189,7 @@ faults:
 	sh tests/fuzz/run.sh faults build/asan/snarl-faults
 
 # Speed and memory beside `python3.14 -m asyncio ps` (tests/bench/README.md);
-# needs root. e.g. make bench BENCH_ARGS="--sizes 1000,10000 --repeat 3"
+# needs root. e.g. make bench BENCH_ARGS="--quick" (a few minutes)
 bench: $(BUILD)/snarl
 	$(PYTHON) tests/bench/bench_tasks.py --snarl $(BUILD)/snarl $(BENCH_ARGS)
 

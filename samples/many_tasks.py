@@ -12,8 +12,22 @@ The N tasks (argv[1]) come in blocks of 20, all named worker-I:
 A last partial block is cut short (a group needs at least one member). With the asyncio.run main task, which
 awaits an event of its own, N + 1 tasks are pending.
 
-Prints "READY PID N+1" on stdout once every task has reached its await.
-Run: python3.14 many_tasks.py N
+An optional second argument picks another shape of N tasks, each a worst
+case for one step of an analysis (tests/bench/README.md):
+  event   every task waits on one shared Event
+  locks   N/2 Locks, each held by a task (inside `async with`, waiting on a
+          shared Event) and waited for by another
+  gather  one task gathers the N-1 others, which wait on shared Events
+  chain   an await chain N deep: task I awaits task I+1, the last waits on
+          an Event
+  deep    every task waits on a shared Event 20 coroutine frames down
+  heap    8 tasks waiting on Events beside N * 1000 small tracked objects
+          (lists) on the heap, for the reachability passes; N + 1 tasks
+          here means 9 pending
+
+Prints "READY PID T" on stdout once every task has reached its await, T
+being the number of pending tasks.
+Run: python3.14 many_tasks.py N [mixed|event|locks|gather|chain|deep|heap]
 """
 import asyncio
 import os
@@ -41,8 +55,90 @@ async def leader(members):
     return await asyncio.gather(*members)
 
 
-async def main(n):
+# Coroutine frames per task in the deep shape (the await itself included).
+DEEP = 20
+# Tasks in the heap shape; the objects are what it measures.
+HEAP_TASKS = 8
+# Objects per N in the heap shape: N = 10,000 makes 10 million.
+HEAP_PER_N = 1000
+
+
+async def nest(ev, depth):
+    if depth <= 1:
+        await ev.wait()
+    else:
+        await nest(ev, depth - 1)
+
+
+async def hold(lock, ev):
+    async with lock:
+        await ev.wait()
+
+
+async def take(lock):
+    async with lock:
+        pass
+
+
+async def link(nxt):
+    return await nxt
+
+
+def shape_tasks(loop, n, shape, keep):
+    """Creates the tasks of a shape other than mixed, in the order their
+    awaits need; returns how many are pending once settled."""
+    events = [asyncio.Event() for _ in range(n // SHARE + 1)]
+    if shape == "event":
+        ev = events[0]
+        for i in range(n):
+            keep.append(loop.create_task(on_event(ev), name="worker-%d" % i))
+    elif shape == "locks":
+        for i in range(0, n - 1, 2):
+            lock = asyncio.Lock()
+            keep.append(loop.create_task(hold(lock, events[i // SHARE]), name="worker-%d" % i))
+            keep.append(loop.create_task(take(lock), name="worker-%d" % (i + 1)))
+        if n % 2:
+            keep.append(loop.create_task(on_event(events[0]), name="worker-%d" % (n - 1)))
+    elif shape == "gather":
+        members = [loop.create_task(on_event(events[i // SHARE]), name="worker-%d" % i)
+                   for i in range(1, n)]
+        keep.extend(members)
+        keep.append(loop.create_task(leader(members), name="worker-0"))
+    elif shape == "chain":
+        nxt = loop.create_task(on_event(events[0]), name="worker-%d" % (n - 1))
+        keep.append(nxt)
+        for i in range(n - 2, -1, -1):
+            nxt = loop.create_task(link(nxt), name="worker-%d" % i)
+            keep.append(nxt)
+    elif shape == "deep":
+        for i in range(n):
+            keep.append(loop.create_task(nest(events[i // SHARE], DEEP), name="worker-%d" % i))
+    elif shape == "heap":
+        heap = [[] for _ in range(n * HEAP_PER_N)]
+        keep.append(heap)
+        for i in range(HEAP_TASKS):
+            keep.append(loop.create_task(on_event(events[0]), name="worker-%d" % i))
+        n = HEAP_TASKS
+    else:
+        raise SystemExit("unknown shape %r" % shape)
+    return n
+
+
+async def main(n, shape="mixed"):
     loop = asyncio.get_running_loop()
+    if shape != "mixed":
+        keep = []
+        n = shape_tasks(loop, n, shape, keep)
+        # A chain settles one link per pass of the loop at most; the others
+        # in a pass or two.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        pending = sum(1 for t in keep if isinstance(t, asyncio.Task) and not t.done())
+        if pending != n:
+            raise SystemExit("only %d of %d tasks pending" % (pending, n))
+        print("READY %d %d" % (os.getpid(), n + 1), flush=True)
+        await asyncio.Event().wait()
+        return
     events = [asyncio.Event() for _ in range(n // SHARE + 1)]
     queues = [asyncio.Queue() for _ in range(n // SHARE + 1)]
     keep = []
@@ -86,4 +182,4 @@ async def main(n):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), *sys.argv[2:3]))

@@ -29,7 +29,14 @@ struct snarl_session {
     bool held;  /* a debugger keeps the live target stopped while we read */
     const char *kind;
     engine_attach_opts sym_opts; /* engine_attach_mem's symbol setup */
+    snarl_timing timing;         /* of the last run */
 };
+
+static double snarl_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 snarl_session *snarl_open(const snarl_options *opt) {
     snarl_session *s = util_calloc(1, sizeof *s);
@@ -208,6 +215,7 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
     }
     mem_cache_flush(s->m);
     bool freeze = strcmp(s->m->ops->kind, "live") == 0 && !s->no_freeze;
+    double t0 = snarl_now_ms();
     err_t e = freeze ? mem_freeze(s->m) : ERR_OK;
     t->frozen = (freeze && e == ERR_OK) || s->held;
     if (e == ERR_OK) {
@@ -215,6 +223,7 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
     }
     if (freeze) {
         mem_thaw(s->m);
+        s->timing.frozen_ms += snarl_now_ms() - t0;
     }
     /* A process that died under the read leaves a model of whatever was read
      * before: a partial picture that would pass for a clean one. */
@@ -490,8 +499,13 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         }
         opt.locals_of = id;
     }
+    memset(&s->timing, 0, sizeof s->timing);
+    uint64_t reads0 = s->m->reads, misses0 = s->m->misses;
+    double t0 = snarl_now_ms();
     aio_model model;
     err_t e = snarl_build(s, &opt, &model);
+    double t1 = snarl_now_ms();
+    s->timing.read_ms = t1 - t0;
     const aio_task *one = id ? aio_find_task(&model, id) : NULL;
     if (e == ERR_OK && id && !one) {
         e = err_set(&s->err, ERR_NOT_FOUND, "no task 0x%llx in this target",
@@ -515,6 +529,8 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     if (e == ERR_OK && strcmp(s->m->ops->kind, "live") == 0) {
         e = snarl_confirm(s, &opt, &model, have_diag ? &diag : NULL);
     }
+    double t2 = snarl_now_ms();
+    s->timing.analyse_ms = t2 - t1;
     int status = SNARL_STATUS_CLEAN;
     if (e == ERR_OK) {
         out_writer w;
@@ -533,11 +549,19 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         ana_result_free(&diag);
     }
     aio_model_free(&model);
+    s->timing.render_ms = snarl_now_ms() - t2;
+    s->timing.reads = s->m->reads - reads0;
+    s->timing.backend_reads = s->m->misses - misses0;
     return e == ERR_OK ? status : SNARL_STATUS_ERROR;
 }
 
 int snarl_pid_exited(int pid) {
     return mem_proc_exited(pid, 0);
+}
+
+void snarl_last_timing(const snarl_session *s, snarl_timing *out) {
+    static const snarl_timing none;
+    *out = s ? s->timing : none;
 }
 
 const char *snarl_error(const snarl_session *s) {

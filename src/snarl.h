@@ -105,6 +105,21 @@ SNARL_API int snarl_attach_host(snarl_session *s, const snarl_host *host);
 SNARL_API int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink,
                         void *sink_ctx);
 
+/* Where the last snarl_run spent its time, for benchmarks and --timing. A
+ * live target is stopped only while its memory is read and the model built
+ * (frozen_ms, summed over the reads a run makes); the analysis and the
+ * rendering run after it is resumed. */
+typedef struct snarl_timing {
+    double frozen_ms;  /* the target stopped (0 for cores, --no-freeze, a debugger's) */
+    double read_ms;    /* reading memory and building the model */
+    double analyse_ms; /* the diagnoses, a confirming second read included */
+    double render_ms;
+    unsigned long long reads;         /* reads asked of the memory layer */
+    unsigned long long backend_reads; /* of which the backend served (cache misses) */
+} snarl_timing;
+
+SNARL_API void snarl_last_timing(const snarl_session *s, snarl_timing *out);
+
 SNARL_API const char *snarl_error(const snarl_session *s);
 SNARL_API const char *snarl_hint(const snarl_session *s);
 SNARL_API int snarl_error_code(const snarl_session *s);

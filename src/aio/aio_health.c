@@ -273,6 +273,92 @@ static bool aio_locked(aio_ctx *c, const aio_resource *r) {
     return false;
 }
 
+/* Adds x to v unless `seen` has it: membership through a set, so that one
+ * resource with a million waiters costs a million steps, not their square. */
+static err_t aio_add_new(vec *v, u64set *seen, uint64_t x) {
+    int added = u64set_add(seen, x);
+    if (added < 0) {
+        return ERR_NOMEM;
+    }
+    return added == 0 || u64vec_push(v, x) ? ERR_OK : ERR_NOMEM;
+}
+
+static err_t aio_seed_set(u64set *set, const vec *v) {
+    for (size_t i = 0; i < v->len; i++) {
+        if (u64set_add(set, *VEC_AT(v, uint64_t, i)) < 0) {
+            return ERR_NOMEM;
+        }
+    }
+    return ERR_OK;
+}
+
+/* Makes each task whose frames reference a resource it does not wait on a
+ * resolver (or a possible holder) of it. The (resource, task) pairs are
+ * grouped by resource in a stable counting sort, and each resource is then
+ * handled once, with its waiters and the tasks already placed in sets: the
+ * pairs keep their order of discovery within a resource. */
+static err_t aio_place_refs(aio_ctx *c, const vec *pairs) {
+    aio_model *m = c->model;
+    size_t np = pairs->len / 2, nr = m->resources.len;
+    size_t *start = util_calloc(nr + 1, sizeof *start);
+    size_t *order = util_calloc(np ? np : 1, sizeof *order);
+    size_t *res = util_calloc(np ? np : 1, sizeof *res);
+    err_t e = start && order && res ? ERR_OK : ERR_NOMEM;
+    for (size_t i = 0; i < np && e == ERR_OK; i++) {
+        uint64_t idx = nr;
+        u64map_get(&c->resource_index, *VEC_AT(pairs, uint64_t, 2 * i), &idx);
+        res[i] = idx < nr ? (size_t)idx : nr;
+        if (res[i] < nr) {
+            start[res[i] + 1]++;
+        }
+    }
+    for (size_t r = 0; r < nr && e == ERR_OK; r++) {
+        start[r + 1] += start[r];
+    }
+    for (size_t i = 0; i < np && e == ERR_OK; i++) {
+        if (res[i] < nr) {
+            order[start[res[i]]++] = i;
+        }
+    }
+    /* start[r] is now the end of resource r's run, and start[r - 1] its
+     * beginning. */
+    size_t from = 0;
+    for (size_t ri = 0; ri < nr && e == ERR_OK; ri++) {
+        size_t to = start[ri];
+        if (from == to) {
+            continue;
+        }
+        aio_resource *r = VEC_AT(&m->resources, aio_resource, ri);
+        bool wake = aio_wakeable_kind(r->kind);
+        bool hold =
+            (r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) && r->holders.len == 0;
+        vec *dst = wake ? &r->resolvers : hold ? &r->possible_holders : NULL;
+        u64set waiters, placed;
+        u64set_init(&waiters);
+        u64set_init(&placed);
+        if (dst) {
+            e = aio_seed_set(&waiters, &r->waiters);
+            if (e == ERR_OK) {
+                e = aio_seed_set(&placed, dst);
+            }
+        }
+        for (size_t k = from; k < to && dst && e == ERR_OK; k++) {
+            uint64_t task = *VEC_AT(pairs, uint64_t, 2 * order[k] + 1);
+            if (!u64set_has(&waiters, task)) {
+                /* a task waiting on it cannot be the one to wake it */
+                e = aio_add_new(dst, &placed, task);
+            }
+        }
+        u64set_free(&waiters);
+        u64set_free(&placed);
+        from = to;
+    }
+    util_free(start);
+    util_free(order);
+    util_free(res);
+    return e;
+}
+
 static err_t aio_resolvers(aio_ctx *c) {
     aio_model *m = c->model;
     aio_refs refs;
@@ -287,20 +373,8 @@ static err_t aio_resolvers(aio_ctx *c) {
             e = aio_scan_task_refs(c, &refs, &cells, task);
         }
     }
-    for (size_t i = 0; i + 1 < refs.pairs.len && e == ERR_OK; i += 2) {
-        uint64_t id = *VEC_AT(&refs.pairs, uint64_t, i), task = *VEC_AT(&refs.pairs, uint64_t, i + 1);
-        uint64_t idx;
-        u64map_get(&c->resource_index, id, &idx);
-        aio_resource *r = VEC_AT(&m->resources, aio_resource, idx);
-        if (u64vec_has(&r->waiters, task)) {
-            continue; /* a task waiting on it cannot be the one to wake it */
-        }
-        if (aio_wakeable_kind(r->kind)) {
-            e = u64vec_add_unique(&r->resolvers, task) ? ERR_OK : ERR_NOMEM;
-        } else if ((r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE) &&
-                   r->holders.len == 0) {
-            e = u64vec_add_unique(&r->possible_holders, task) ? ERR_OK : ERR_NOMEM;
-        }
+    if (e == ERR_OK) {
+        e = aio_place_refs(c, &refs.pairs);
     }
     for (size_t i = 0; i < m->resources.len && e == ERR_OK; i++) {
         aio_resource *r = VEC_AT(&m->resources, aio_resource, i);

@@ -15,6 +15,11 @@
 void *util_alloc(size_t n);
 void *util_calloc(size_t n, size_t size);
 void *util_realloc(void *p, size_t n);
+/* util_alloc for a large block touched at random places (a page cache):
+ * backed by huge pages where the kernel allows, so that filling it costs a
+ * page fault per 2 MiB instead of per 4 KiB (and its resident size is then
+ * about the whole block). */
+void *util_alloc_huge(size_t n);
 char *util_strdup(const char *s);
 void util_free(void *p);
 /* Fault injection: make the nth allocation from now on fail (0 disables). */
@@ -75,10 +80,11 @@ void u64set_free(u64set *s);
 int u64set_add(u64set *s, uint64_t key);
 bool u64set_has(const u64set *s, uint64_t key);
 
-/* Open-addressing map from non-zero 64-bit keys to 64-bit values. */
+/* Open-addressing map from non-zero 64-bit keys to 64-bit values. A key
+ * and its value sit side by side, so a probe touches one cache line, not
+ * two: the reachability pass looks up every object of the heap. */
 typedef struct u64map {
-    uint64_t *keys;
-    uint64_t *values;
+    uint64_t *slots; /* cap pairs: key (0 = empty), value */
     size_t count;
     size_t cap;
 } u64map;

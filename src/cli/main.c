@@ -42,6 +42,8 @@ static const char cli_usage[] =
     "  --coredumpctl MATCH  the target is the core systemd-coredump keeps for MATCH (a PID,\n"
     "                       a command name or a path), fetched with 'coredumpctl dump'\n"
     "  --no-freeze          live targets: read without stopping the process\n"
+    "  --timing             say on stderr where the time went and how long the target\n"
+    "                       was stopped\n"
     "  -h, --help           this help\n"
     "  --version            snarl's version\n"
     "\n"
@@ -103,6 +105,7 @@ int main(int argc, char **argv) {
     bool format_given = false;
     bool svg = false; /* graph as SVG: DOT through Graphviz's dot */
     const char *coredumpctl = NULL;
+    bool timing = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -142,6 +145,8 @@ int main(int argc, char **argv) {
             }
         } else if (strcmp(a, "--no-freeze") == 0) {
             opt.no_freeze = 1;
+        } else if (strcmp(a, "--timing") == 0) {
+            timing = true;
         } else if (strcmp(a, "--all") == 0) {
             req.all = 1;
         } else if (strcmp(a, "--all-objects") == 0) {
@@ -242,6 +247,14 @@ int main(int argc, char **argv) {
     }
     if (fetched[0]) {
         unlink(fetched);
+    }
+    if (timing && rc == 0) {
+        snarl_timing tm;
+        snarl_last_timing(s, &tm);
+        fprintf(stderr,
+                "snarl: timing: frozen %.1f ms, read and model %.1f ms, analysis %.1f ms, "
+                "render %.1f ms; %llu reads, %llu from the backend\n",
+                tm.frozen_ms, tm.read_ms, tm.analyse_ms, tm.render_ms, tm.reads, tm.backend_reads);
     }
     if (fflush(stdout) != 0 && status != SNARL_STATUS_ERROR) {
         status = cli_fail("cannot write the output", NULL);

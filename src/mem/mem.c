@@ -23,14 +23,14 @@ mem *mem_new(err_record *err, const mem_ops *ops, size_t size) {
     m->err = err;
     vec_init(&m->maps, sizeof(mem_map));
     vec_init(&m->tids, sizeof(int64_t));
-    if (mem_set_block(m, MEM_PAGE_SIZE, (size_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE) != ERR_OK) {
+    if (mem_set_block(m, MEM_PAGE_SIZE, (size_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE, false) != ERR_OK) {
         util_free(m);
         return NULL;
     }
     return m;
 }
 
-err_t mem_set_block(mem *m, size_t block, size_t cache_bytes) {
+err_t mem_set_block(mem *m, size_t block, size_t cache_bytes, bool huge) {
     size_t line = MEM_PAGE_SIZE;
     while (line < MEM_LINE_MAX && line * 2 <= block) {
         line *= 2;
@@ -42,21 +42,28 @@ err_t mem_set_block(mem *m, size_t block, size_t cache_bytes) {
     }
     uint64_t *tag = util_calloc(count, sizeof *tag);
     uint64_t *bad = util_calloc(count, sizeof *bad);
-    uint8_t *data = util_alloc(count * line);
-    if (!tag || !bad || !data) {
+    uint64_t *used = util_calloc(count, sizeof *used);
+    uint8_t *data = huge ? util_alloc_huge(count * line) : util_alloc(count * line);
+    if (!tag || !bad || !used || !data) {
         util_free(tag);
         util_free(bad);
+        util_free(used);
         util_free(data);
         return err_set(m->err, ERR_NOMEM, NULL);
     }
     util_free(m->cache_tag);
     util_free(m->cache_bad);
+    util_free(m->cache_used);
     util_free(m->cache_data);
     m->cache_tag = tag;
     m->cache_bad = bad;
+    m->cache_used = used;
     m->cache_data = data;
     m->line_size = line;
     m->line_count = count;
+    m->cache_ways = count < MEM_CACHE_WAYS ? count : MEM_CACHE_WAYS;
+    m->cache_tick = 0;
+    m->cache_last = 0;
     return ERR_OK;
 }
 
@@ -76,6 +83,7 @@ void mem_close(mem *m) {
     vec_free(&m->tids);
     util_free(m->cache_tag);
     util_free(m->cache_bad);
+    util_free(m->cache_used);
     util_free(m->cache_data);
     util_free(m->executable);
     if (m->ops->close) {
@@ -130,10 +138,38 @@ static err_t mem_fill_line(mem *m, size_t slot, uint64_t base) {
 /* Part of one line through the cache; bytes in a page that cannot be read
  * whole are read exactly, uncached, since cores and debuggers may expose
  * partial pages. */
-static err_t mem_read_line_part(mem *m, uint64_t base, size_t off, size_t n, uint8_t *dst) {
+/* The cache line holding base, or the line of its set to fill with it: an
+ * empty one, else the least recently used. */
+static size_t mem_find_line(mem *m, uint64_t base, bool *hit) {
+    if (m->cache_tag[m->cache_last] == base + 1) {
+        *hit = true;
+        return m->cache_last;
+    }
+    size_t ways = m->cache_ways, sets = m->line_count / ways;
     /* line_size is a power of two: a shift, not a division, on the hot path. */
-    size_t slot = (size_t)(base >> __builtin_ctzll(m->line_size)) & (m->line_count - 1);
-    if (m->cache_tag[slot] != base + 1 && mem_fill_line(m, slot, base) != ERR_OK) {
+    size_t first = ((size_t)(base >> __builtin_ctzll(m->line_size)) & (sets - 1)) * ways;
+    size_t victim = first;
+    uint64_t oldest = UINT64_MAX;
+    for (size_t w = first; w < first + ways; w++) {
+        if (m->cache_tag[w] == base + 1) {
+            *hit = true;
+            return w;
+        }
+        /* An empty way counts as used at tick 0: it is taken first. */
+        uint64_t used = m->cache_tag[w] ? m->cache_used[w] : 0;
+        if (used < oldest) {
+            oldest = used;
+            victim = w;
+        }
+    }
+    *hit = false;
+    return victim;
+}
+
+static err_t mem_read_line_part(mem *m, uint64_t base, size_t off, size_t n, uint8_t *dst) {
+    bool hit;
+    size_t slot = mem_find_line(m, base, &hit);
+    if (!hit && mem_fill_line(m, slot, base) != ERR_OK) {
         if (m->injected) {
             /* An injected failure must reach the caller, not be retried. */
             m->injected = false;
@@ -141,6 +177,8 @@ static err_t mem_read_line_part(mem *m, uint64_t base, size_t off, size_t n, uin
         }
         return mem_backend_read(m, base + off, n, dst);
     }
+    m->cache_used[slot] = ++m->cache_tick;
+    m->cache_last = slot;
     uint64_t first = off / MEM_PAGE_SIZE, last = (off + n - 1) / MEM_PAGE_SIZE;
     uint64_t span = (last - first == 63 ? ~(uint64_t)0 : ((uint64_t)2 << (last - first)) - 1)
                     << first;

@@ -18,6 +18,11 @@
 /* Cached pages (4 MiB): covers the working set of a stacks walk and keeps a
  * debugger's memory footprint small. */
 #define MEM_CACHE_PAGES 1024u
+/* Lines per cache set: a walk that alternates between a few regions whose
+ * addresses alias (task objects, their coroutines, the frames in another
+ * arena) keeps all of them instead of evicting one for the other, as a
+ * direct-mapped cache did. */
+#define MEM_CACHE_WAYS 8u
 /* Largest cache line (256 KiB): a line's unreadable pages are one bit each
  * in a 64-bit mask. */
 #define MEM_LINE_MAX (64u * MEM_PAGE_SIZE)
@@ -65,13 +70,18 @@ struct mem {
     char *executable; /* path of the main executable as the target names it */
     vec maps;         /* mem_map, sorted by start */
     vec tids;         /* int64_t thread ids (LWPs), when known */
-    /* Page cache: direct-mapped lines of line_size bytes (a page, or larger
-     * blocks when each backend read has a fixed cost), tagged by address. */
+    /* Page cache: set-associative lines of line_size bytes (a page, or
+     * larger blocks when each backend read has a fixed cost), tagged by
+     * address, the least recently used line of a set replaced first. */
     size_t line_size;    /* a power of two, MEM_PAGE_SIZE to MEM_LINE_MAX */
     size_t line_count;   /* a power of two */
+    size_t cache_ways;   /* lines per set: MEM_CACHE_WAYS, or fewer in a tiny cache */
     uint64_t *cache_tag; /* line address + 1; 0 = empty */
     uint8_t *cache_data;
-    uint64_t *cache_bad; /* per line: bit i set = its page i was not readable */
+    uint64_t *cache_bad;  /* per line: bit i set = its page i was not readable */
+    uint64_t *cache_used; /* per line: cache_tick at its last use */
+    uint64_t cache_tick;
+    size_t cache_last; /* the line of the last hit, tried first */
     uint64_t reads, misses;
     /* A live target: a read failed because the process is gone (it exited
      * or was killed while read); what was read is then partial. */
@@ -96,9 +106,10 @@ err_t mem_read_u32(mem *m, uint64_t addr, uint32_t *out);
 err_t mem_read_cstr(mem *m, uint64_t addr, char *dst, size_t cap);
 void mem_cache_flush(mem *m);
 /* Makes the cache read blocks of `block` bytes (rounded down to a power of
- * two, clamped to MEM_PAGE_SIZE..MEM_LINE_MAX) and hold about cache_bytes;
- * empties it. ERR_NOMEM leaves the old cache in place. */
-err_t mem_set_block(mem *m, size_t block, size_t cache_bytes);
+ * two, clamped to MEM_PAGE_SIZE..MEM_LINE_MAX) and hold about cache_bytes,
+ * in huge pages if `huge` (util_alloc_huge); empties it. ERR_NOMEM leaves
+ * the old cache in place. */
+err_t mem_set_block(mem *m, size_t block, size_t cache_bytes, bool huge);
 err_t mem_freeze(mem *m);
 void mem_thaw(mem *m);
 void mem_close(mem *m);

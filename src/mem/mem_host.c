@@ -149,7 +149,7 @@ mem *mem_host_open(err_record *err, const snarl_host *host, const char *sysroot)
     }
     if (host->block_size > MEM_PAGE_SIZE) {
         size_t bytes = HOST_CACHE_BYTES;
-        while (mem_set_block(m, host->block_size, bytes) != ERR_OK &&
+        while (mem_set_block(m, host->block_size, bytes, false) != ERR_OK &&
                bytes > MEM_CACHE_PAGES * MEM_PAGE_SIZE) {
             bytes /= 2;
         }

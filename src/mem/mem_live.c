@@ -34,6 +34,15 @@
 /* Bytes of /proc/PID/stat we read: the fields up to the start time, after
  * a command name of at most 64 bytes, fit with room to spare. */
 #define LIVE_STAT_BYTES 1024
+/* Cache line of a live read (16 KiB): a task, its coroutine and its frame
+ * usually sit within a few pages of each other, and one process_vm_readv of
+ * four pages costs little more than one of a page, so the neighbourhood
+ * comes in one call (measured in tests/bench/README.md). */
+#define LIVE_BLOCK (4u * MEM_PAGE_SIZE)
+/* Cache size for live reads (16 MiB, in huge pages): the lines are four
+ * times larger than mem_new's; filling it page by page faulted once per
+ * 4 KiB, a third of the time of `check` at 10,000 tasks. */
+#define LIVE_CACHE_BYTES (16u << 20)
 
 typedef struct mem_live {
     mem base;
@@ -482,5 +491,9 @@ mem *mem_live_open(err_record *err, int pid, bool freeze) {
     }
     snprintf(path, sizeof path, "/proc/%d/root", pid);
     mem_resolve_files(m, NULL, path, NULL, mem_map_build_id);
+    /* Without the larger cache, mem_new's page cache still works. */
+    if (mem_set_block(m, LIVE_BLOCK, LIVE_CACHE_BYTES, true) != ERR_OK) {
+        err_clear(err);
+    }
     return m;
 }

@@ -48,7 +48,7 @@ import pythons  # noqa: E402  (the test matrix's own chroot lookup)
 
 DEFAULT_ROOT = pythons.chroot_dir()
 DEFAULT_PYTHON = "/usr/bin/python3.14"
-DEFAULT_SIZES = "1000,10000,100000,1000000"
+DEFAULT_PYTHON_NEXT = "/usr/bin/python3.15"
 # A million tasks take a while to create (tens of seconds on a small box).
 READY_TIMEOUT = 900
 # One run of either tool; the reference on a big process is the slow one.
@@ -66,8 +66,8 @@ class Sample:
     """many_tasks.py with n tasks, in the chroot, in a private mount
     namespace with /proc mounted in the chroot; use as a context manager."""
 
-    def __init__(self, root, python, n, ready_timeout):
-        self.root, self.python, self.n = root, python, n
+    def __init__(self, root, python, n, ready_timeout, shape="mixed"):
+        self.root, self.python, self.n, self.shape = root, python, n, shape
         self.ready_timeout = ready_timeout
         self.proc = None
         self.dir = None
@@ -88,7 +88,7 @@ class Sample:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             ["unshare", "-m", "--mount-proc=" + os.path.join(self.root, "proc"),
-             "chroot", self.root, self.python, script, str(self.n)],
+             "chroot", self.root, self.python, script, str(self.n), self.shape],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         ready, _, _ = select.select([self.proc.stdout], [], [], self.ready_timeout)
         line = self.proc.stdout.readline().decode(errors="replace") if ready else ""
@@ -97,8 +97,8 @@ class Sample:
         if len(words) != 3 or words[0] != "READY":
             self.proc.kill()
             err = self.proc.stderr.read().decode(errors="replace")
-            raise BenchError("sample with %d tasks did not get ready within %ds: %r %s"
-                             % (self.n, self.ready_timeout, line, err[-2000:]))
+            raise BenchError("sample %s with %d tasks did not get ready within %ds: %r %s"
+                             % (self.shape, self.n, self.ready_timeout, line, err[-2000:]))
         self.pid, self.expected = int(words[1]), int(words[2])
         if self.pid != self.proc.pid:
             raise BenchError("sample pid %d is not the process started (%d): something forked"
@@ -186,9 +186,16 @@ def children(pid):
         return []
 
 
-def check_snarl_text(run, expected):
-    if run["status"] != 0:
-        return "snarl tasks exited %s: %s" % (run["status"], last_line(run["stderr"]))
+def check_count(run, expected, what, statuses=(0,)):
+    if run["status"] not in statuses:
+        return "%s exited %s: %s" % (what, run["status"], last_line(run["stderr"]))
+    return None
+
+
+def check_snarl_tasks(run, expected):
+    err = check_count(run, expected, "snarl tasks")
+    if err:
+        return err
     m = TEXT_HEADER.match(run["stdout"])
     if not m:
         return "snarl tasks: no 'N tasks in M loops' header: %r" % run["stdout"][:200]
@@ -198,18 +205,47 @@ def check_snarl_text(run, expected):
     return None
 
 
-def check_snarl_json(run, expected):
-    if run["status"] != 0:
-        return "snarl tasks --format json exited %s: %s" % (run["status"], last_line(run["stderr"]))
+def check_snarl_check(run, expected):
+    """check prints a verdict and exits 0 (nothing found) or 1 (these
+    samples are all asleep: nothing can ever wake their loop)."""
+    err = check_count(run, expected, "snarl check", (0, 1))
+    if err:
+        return err
+    if not run["stdout"].strip():
+        return "snarl check printed nothing"
+    return timing(run)
+
+
+def check_snarl_tree(run, expected):
+    err = check_count(run, expected, "snarl tree", (0, 1))
+    if err:
+        return err
+    return None if run["stdout"].strip() else "snarl tree printed nothing"
+
+
+def check_snarl_graph(run, expected):
+    err = check_count(run, expected, "snarl graph --format json", (0, 1))
+    if err:
+        return err
     try:
         doc = json.loads(run["stdout"])
     except ValueError as e:
-        return "snarl tasks --format json: not JSON: %s" % e
+        return "snarl graph --format json: not JSON: %s" % e
     tasks = doc.get("tasks", [])
     run["tasks"] = sum(1 for t in tasks if t.get("state") == "pending")
-    if len(tasks) != expected or run["tasks"] != expected:
-        return "snarl tasks --format json listed %d tasks, %d pending, expected %d" % (
-            len(tasks), run["tasks"], expected)
+    if run["tasks"] != expected:
+        return "snarl graph --format json listed %d pending tasks, expected %d" % (
+            run["tasks"], expected)
+    return None
+
+
+TIMING = re.compile(r"^snarl: timing: frozen ([\d.]+) ms", re.M)
+
+
+def timing(run):
+    """check runs with --timing: how long the target was stopped."""
+    m = TIMING.search(run["stderr"])
+    run["frozen_ms"] = float(m.group(1)) if m else None
     return None
 
 
@@ -228,6 +264,14 @@ def check_reference(run, expected):
     return None
 
 
+def check_reference_tree(run, expected):
+    """None if asyncio pstree printed a tree (or says there is a cycle,
+    which is its answer for a cycle), else its message."""
+    if run["status"] != 0 or not run["stdout"].strip():
+        return last_line(run["stdout"] + "\n" + run["stderr"]) or "exit status %s" % run["status"]
+    return None
+
+
 def last_line(text):
     lines = [l.strip() for l in text.splitlines() if l.strip()]
     return lines[-1] if lines else ""
@@ -239,36 +283,58 @@ def strip(run):
 
 
 def median(runs, key):
-    return statistics.median(r[key] for r in runs) if runs else None
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
 
 
-def bench_size(n, args, tmp):
-    checks = {"snarl": check_snarl_text, "reference": check_reference,
-              "snarl_json": check_snarl_json}
-    result = {"size": n}
-    with Sample(args.root, args.python, n, args.ready_timeout) as sample:
+# What runs on each sample, in turn: name, how to check its output, argv
+# after the tool. snarl tools are our binary; reference ones run the
+# sample's own interpreter in its namespace.
+SNARL_TOOLS = [
+    ("check", check_snarl_check, ["check", "--timing"]),
+    ("tasks", check_snarl_tasks, ["tasks"]),
+    ("tree", check_snarl_tree, ["tree"]),
+    ("graph", check_snarl_graph, ["graph", "--format", "json"]),
+]
+REFERENCE_TOOLS = [
+    ("ps", check_reference, ["-m", "asyncio", "ps"]),
+    ("pstree", check_reference_tree, ["-m", "asyncio", "pstree"]),
+]
+TOOL_NAMES = [t[0] for t in SNARL_TOOLS + REFERENCE_TOOLS]
+
+
+def bench_case(case, args, tmp):
+    python, shape, n = case
+    result = {"python": python, "shape": shape, "size": n}
+    with Sample(args.root, python, n, args.ready_timeout, shape) as sample:
         if proc_mounted(args.root):
             raise BenchError("%s/proc is visible in this mount namespace" % args.root)
         result.update(expected_tasks=sample.expected, sample_settle_s=sample.settle_s,
                       sample_rss_mb=sample.rss_mb)
-        print("  %d tasks: sample %d ready in %.1f s, %.0f MB" %
-              (n, sample.pid, sample.settle_s, sample.rss_mb), file=sys.stderr, flush=True)
+        print("  %s %s %d: sample %d ready in %.1f s, %d tasks, %.0f MB" %
+              (os.path.basename(python), shape, n, sample.pid, sample.settle_s, sample.expected,
+               sample.rss_mb), file=sys.stderr, flush=True)
         pid = str(sample.pid)
-        argvs = {"snarl": [args.snarl, "tasks", pid],
-                 "reference": ["nsenter", "-t", pid, "-m", "-r",
-                               args.python, "-m", "asyncio", "ps", pid],
-                 "snarl_json": [args.snarl, "tasks", "--format", "json", pid]}
+        tools = []
+        for name, check, argv in SNARL_TOOLS:
+            tools.append((name, check, [args.snarl] + argv + [pid]))
+        for name, check, argv in REFERENCE_TOOLS:
+            if not args.no_reference:
+                tools.append((name, check, ["nsenter", "-t", pid, "-m", "-r", python] + argv + [pid]))
         repeat = args.large_repeat if n >= 1000000 and args.large_repeat else args.repeat
-        runs = {name: [] for name in checks}
-        errors = {name: [] for name in checks}
+        runs = {name: [] for name, _, _ in tools}
+        errors = {name: [] for name, _, _ in tools}
         # Round -1 warms the page cache (both tools' files, the sample's
         # pages) and is not counted.
         for rnd in range(0 if args.no_warmup else -1, repeat):
-            for name, check in checks.items():
-                run = measure(argvs[name], tmp, args.timeout)
+            for name, check, argv in tools:
+                if name in ("ps", "pstree") and rnd >= 0 and errors[name] and \
+                        len(errors[name]) == len(runs[name]):
+                    continue  # it failed every time so far: once is the finding
+                run = measure(argv, tmp, args.timeout)
                 err = check(run, sample.expected)
                 run["error"] = err
-                print("    %-10s round %2d: %8.3f s %7.1f MB %s" %
+                print("    %-7s round %2d: %8.3f s %7.1f MB %s" %
                       (name, rnd, run["wall_s"], run["max_rss_mb"],
                        "" if err is None else "FAILED: " + err[:100]),
                       file=sys.stderr, flush=True)
@@ -280,23 +346,20 @@ def bench_size(n, args, tmp):
         if sample.proc.poll() is not None:
             raise BenchError("the sample exited during the measurements")
     result["repeat"] = repeat
-    for name in checks:
+    for name in runs:
         ok = [r for r in runs[name] if r["error"] is None]
         result[name] = {
             "median_s": median(ok, "wall_s"),
             "min_s": min((r["wall_s"] for r in ok), default=None),
             "median_user_s": median(ok, "user_s"),
             "median_sys_s": median(ok, "sys_s"),
+            "median_frozen_ms": median(ok, "frozen_ms"),
             "peak_rss_mb": max((r["max_rss_mb"] for r in runs[name]), default=None),
-            "tasks": ok[0].get("tasks") if ok else None,
             "failed": len(errors[name]),
             "error": errors[name][0] if errors[name] else None,
             "median_s_to_failure": median([r for r in runs[name] if r["error"]], "wall_s"),
             "runs": [strip(r) for r in runs[name]],
         }
-    ref, sn = result["reference"], result["snarl"]
-    result["ratio"] = (ref["median_s"] / sn["median_s"]
-                       if not ref["failed"] and sn["median_s"] else None)
     return result
 
 
@@ -305,61 +368,138 @@ def fmt_s(x):
 
 
 def fmt_mb(x):
-    return "-" if x is None else "%.1f" % x
+    return "-" if x is None else "%.0f" % x
+
+
+def ratio(a, b):
+    return "-" if a is None or not b else "%.2f" % (a / b) if a / b < 10 else "%.0f" % (a / b)
+
+
+def tool_s(r, name):
+    t = r.get(name)
+    if t is None:
+        return "-"
+    if t["failed"]:
+        return "failed"
+    return fmt_s(t["median_s"])
 
 
 def table(results):
-    head = ["tasks", "snarl s", "snarl json s", "reference s", "ref/snarl",
-            "snarl MB", "snarl json MB", "reference MB", "sample MB"]
+    head = ["python", "shape", "tasks", "check s", "tasks s", "tree s", "graph s",
+            "check/tasks", "ps s", "pstree s", "ps/tasks", "check MB", "tasks MB", "ps MB",
+            "frozen ms", "check us/task"]
     rows = []
     for r in results:
-        ref = r["reference"]
-        if ref["failed"]:
-            ref_s = "failed: %s (after %s s)" % (ref["error"], fmt_s(ref["median_s_to_failure"]))
-        else:
-            ref_s = fmt_s(ref["median_s"])
-        rows.append(["{:,}".format(r["size"]), fmt_s(r["snarl"]["median_s"]),
-                     fmt_s(r["snarl_json"]["median_s"]), ref_s,
-                     "-" if r["ratio"] is None else "%.1fx" % r["ratio"],
-                     fmt_mb(r["snarl"]["peak_rss_mb"]), fmt_mb(r["snarl_json"]["peak_rss_mb"]),
-                     fmt_mb(ref["peak_rss_mb"]), "%.0f" % r["sample_rss_mb"]])
+        ck, tk, ps = r["check"]["median_s"], r["tasks"]["median_s"], None
+        if "ps" in r and not r["ps"]["failed"]:
+            ps = r["ps"]["median_s"]
+        frozen = r["check"]["median_frozen_ms"]
+        rows.append([os.path.basename(r["python"]), r["shape"], "{:,}".format(r["expected_tasks"]),
+                     tool_s(r, "check"), tool_s(r, "tasks"), tool_s(r, "tree"),
+                     tool_s(r, "graph"), ratio(ck, tk), tool_s(r, "ps"), tool_s(r, "pstree"),
+                     ratio(ps, tk), fmt_mb(r["check"]["peak_rss_mb"]),
+                     fmt_mb(r["tasks"]["peak_rss_mb"]),
+                     fmt_mb(r["ps"]["peak_rss_mb"]) if "ps" in r else "-",
+                     "-" if frozen is None else "%.0f" % frozen,
+                     "-" if ck is None else "%.1f" % (ck * 1e6 / r["expected_tasks"])])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(head)]
-    out = ["  ".join(h.rjust(w) if i != 3 else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths)))]
-    out.append("  ".join("-" * w for w in widths))
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |"]
+    out.append("| " + " | ".join("-" * w for w in widths) + " |")
     for row in rows:
-        out.append("  ".join(c.rjust(w) if i != 3 else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(row, widths))))
-    return "\n".join(out)
+        out.append("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |")
+    notes = []
+    for r in results:
+        for name in ("ps", "pstree"):
+            if name in r and r[name]["failed"]:
+                notes.append("%s %s %s at %s: %s (after %s s)" % (
+                    os.path.basename(r["python"]), "asyncio " + name, "failed", r["shape"],
+                    r[name]["error"], fmt_s(r[name]["median_s_to_failure"])))
+    return "\n".join(out + [""] + notes)
 
 
 def environment(args):
     ver = subprocess.run([args.snarl, "--version"], capture_output=True, text=True).stdout.strip()
-    py = subprocess.run(["chroot", args.root, args.python, "-VV"], capture_output=True,
-                        text=True).stdout.strip()
-    return {"snarl": ver, "python": py, "kernel": platform.release(),
+    pys = {}
+    for python in args.pythons:
+        pys[python] = subprocess.run(["chroot", args.root, python, "-VV"], capture_output=True,
+                                     text=True).stdout.strip()
+    return {"snarl": ver, "python": pys, "kernel": platform.release(),
             "cpus": os.cpu_count(), "machine": platform.machine(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+# The shapes and their sizes (samples/many_tasks.py): full, and --quick. For
+# heap the size is thousands of objects.
+SHAPES = {
+    "mixed": ("1000,10000,100000,1000000", "1000,10000,100000"),
+    "event": ("1000000", "100000"),
+    "locks": ("100000", "100000"),
+    "gather": ("1000000", "100000"),
+    "chain": ("10000", "10000"),
+    "deep": ("100000", "20000"),
+    "heap": ("10000", "1000"),
+}
+
+
+def cases(args):
+    """(python, shape, n) in the order they run."""
+    out = []
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    for shape in shapes:
+        if shape not in SHAPES:
+            raise BenchError("unknown shape %r (have %s)" % (shape, ", ".join(SHAPES)))
+    for python in args.pythons:
+        for shape in shapes:
+            if args.sizes and shape == "mixed":
+                sizes = args.sizes
+            else:
+                sizes = SHAPES[shape][1 if args.quick else 0]
+            for n in sizes.split(","):
+                n = int(n.replace("_", ""))
+                if args.max_size and n > args.max_size and shape != "heap":
+                    continue
+                out.append((python, shape, n))
+            if args.shapes_on_first and python != args.pythons[0]:
+                break  # the other interpreters only run the first shape
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default=DEFAULT_SIZES,
-                    help="comma-separated numbers of tasks (default %(default)s)")
-    ap.add_argument("--repeat", type=int, default=5, help="runs of each tool per size (default 5)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller sizes (no 1M), 3 runs, 3.14 only: a few minutes")
+    ap.add_argument("--sizes", help="comma-separated numbers of tasks for the mixed shape "
+                    "(default %s, --quick %s)" % SHAPES["mixed"])
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help="comma-separated shapes (default %(default)s)")
+    ap.add_argument("--max-size", type=int, default=0, help="skip cases with more tasks")
+    ap.add_argument("--repeat", type=int, default=0, help="runs of each tool per case "
+                    "(default 5, --quick 3)")
     ap.add_argument("--large-repeat", type=int, default=0,
                     help="runs per tool at 1,000,000 tasks and more (default: --repeat)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     ap.add_argument("--root", default=DEFAULT_ROOT,
-                    help="the chroot with python3.14 (default $SNARL_CHROOT or %s)" % DEFAULT_ROOT)
-    ap.add_argument("--python", default=DEFAULT_PYTHON, help="interpreter inside the chroot")
+                    help="the chroot with the interpreters (default $SNARL_CHROOT or %s)"
+                    % DEFAULT_ROOT)
+    ap.add_argument("--python", action="append", dest="pythons",
+                    help="interpreter inside the chroot, repeatable (default %s and %s; "
+                    "--quick: %s)" % (DEFAULT_PYTHON, DEFAULT_PYTHON_NEXT, DEFAULT_PYTHON))
+    ap.add_argument("--all-shapes-each-python", dest="shapes_on_first", action="store_false",
+                    help="run every shape under every interpreter (default: the shapes "
+                    "beside mixed under the first only)")
+    ap.add_argument("--no-reference", action="store_true", help="time snarl alone")
     ap.add_argument("--snarl", default=SNARL, help="the snarl binary (default build/snarl)")
-    ap.add_argument("--timeout", type=int, default=RUN_TIMEOUT, help="seconds per tool run")
+    ap.add_argument("--timeout", type=int, default=0,
+                    help="seconds per tool run (default %d, --quick 120)" % RUN_TIMEOUT)
     ap.add_argument("--ready-timeout", type=int, default=READY_TIMEOUT,
                     help="seconds for a sample to create its tasks")
     ap.add_argument("--no-warmup", action="store_true", help="count the first round too")
     args = ap.parse_args()
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    if not args.pythons:
+        args.pythons = [DEFAULT_PYTHON] if args.quick else [DEFAULT_PYTHON, DEFAULT_PYTHON_NEXT]
+    args.repeat = args.repeat or (3 if args.quick else 5)
+    args.timeout = args.timeout or (120 if args.quick else RUN_TIMEOUT)
 
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the sample is always killed.
     def interrupted(signum, frame):
@@ -368,8 +508,10 @@ def main():
     signal.signal(signal.SIGHUP, interrupted)
 
     try:
-        for path, what in ((args.snarl, "snarl (run make)"), (TIME, "GNU time"),
-                           (os.path.join(args.root, args.python.lstrip("/")), "python in the chroot")):
+        todo = cases(args)
+        for path, what in [(args.snarl, "snarl (run make)"), (TIME, "GNU time")] + [
+                (os.path.join(args.root, p.lstrip("/")), "python in the chroot")
+                for p in args.pythons]:
             if not os.path.exists(path):
                 raise BenchError("no %s at %s" % (what, path))
         if os.geteuid() != 0:
@@ -377,16 +519,18 @@ def main():
         if proc_mounted(args.root):
             raise BenchError("%s/proc is already mounted here; unmount it first" % args.root)
         env = environment(args)
-        print("%s; %s; %d CPUs" % (env["snarl"], env["python"], env["cpus"]), file=sys.stderr)
+        print("%s; %s; %d CPUs" % (env["snarl"], "; ".join(env["python"].values()), env["cpus"]),
+              file=sys.stderr)
         results = []
         status = 0
         with tempfile.TemporaryDirectory(prefix="snarl-bench-") as tmp:
-            for n in sizes:
-                r = bench_size(n, args, tmp)
+            for case in todo:
+                r = bench_case(case, args, tmp)
                 results.append(r)
-                for name in ("snarl", "snarl_json"):
+                for name, _, _ in SNARL_TOOLS:
                     if r[name]["failed"]:
-                        print("snarl failed at %d tasks: %s" % (n, r[name]["error"]), file=sys.stderr)
+                        print("snarl %s failed on %s: %s" % (name, case, r[name]["error"]),
+                              file=sys.stderr)
                         status = 1
         if proc_mounted(args.root):
             raise BenchError("%s/proc is visible in this mount namespace after the run" % args.root)
@@ -398,8 +542,10 @@ def main():
         return 2
 
     print()
-    print("snarl tasks vs python3.14 -m asyncio ps, same live process; median wall time of %s "
-          "runs, peak RSS of the tool process" % ("/".join(sorted({str(r["repeat"]) for r in results}))))
+    print("snarl beside python3.X -m asyncio ps / pstree, same live process; median wall time "
+          "of %s runs; peak RSS of the tool process; frozen: how long check stopped the target"
+          % ("/".join(sorted({str(r["repeat"]) for r in results}))))
+    print()
     print(table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -116,7 +116,7 @@ TEST(mem_cache_hit_costs_no_backend_read_and_collisions_keep_pages_apart) {
     if (!CHECK(m != NULL)) {
         return;
     }
-    /* Two pages that fall in the same direct-mapped cache slot. */
+    /* Two pages that fall in the same cache set. */
     uint64_t a = 0x100000, b = a + (uint64_t)MEM_CACHE_PAGES * MEM_PAGE_SIZE;
     add_pattern(m, a, MEM_PAGE_SIZE);
     add_pattern(m, b, MEM_PAGE_SIZE);
@@ -132,6 +132,41 @@ TEST(mem_cache_hit_costs_no_backend_read_and_collisions_keep_pages_apart) {
         CHECK(is_pattern((const uint8_t *)&va, a + 40, sizeof va));
     }
     CHECK(va != vb);
+    mem_close(m);
+}
+
+TEST(mem_cache_keeps_a_set_of_aliasing_pages_and_drops_the_least_recent) {
+    err_record err = {0};
+    mem *m = mem_image_open(&err);
+    if (!CHECK(m != NULL)) {
+        return;
+    }
+    /* MEM_CACHE_WAYS + 1 pages that all fall in one cache set. */
+    uint64_t stride = (uint64_t)(MEM_CACHE_PAGES / MEM_CACHE_WAYS) * MEM_PAGE_SIZE;
+    uint64_t base = 0x1000000, v;
+    for (unsigned i = 0; i <= MEM_CACHE_WAYS; i++) {
+        add_pattern(m, base + i * stride, MEM_PAGE_SIZE);
+    }
+    for (unsigned i = 0; i < MEM_CACHE_WAYS; i++) {
+        CHECK_ERR(mem_read_u64(m, base + i * stride, &v), ERR_OK);
+    }
+    /* All of them stay: a direct-mapped cache kept only the last. */
+    uint64_t misses = m->misses;
+    for (unsigned i = 0; i < MEM_CACHE_WAYS; i++) {
+        CHECK_ERR(mem_read_u64(m, base + i * stride + 8, &v), ERR_OK);
+        CHECK(is_pattern((const uint8_t *)&v, base + i * stride + 8, sizeof v));
+    }
+    CHECK_EQ(m->misses, misses);
+    /* Page 0 used again, then one page more: page 1, now the least recently
+     * used, is the one replaced. */
+    CHECK_ERR(mem_read_u64(m, base, &v), ERR_OK);
+    CHECK_ERR(mem_read_u64(m, base + MEM_CACHE_WAYS * stride, &v), ERR_OK);
+    CHECK_EQ(m->misses, misses + 1);
+    CHECK_ERR(mem_read_u64(m, base + 16, &v), ERR_OK);
+    CHECK_EQ(m->misses, misses + 1);
+    CHECK_ERR(mem_read_u64(m, base + stride + 16, &v), ERR_OK);
+    CHECK(is_pattern((const uint8_t *)&v, base + stride + 16, sizeof v));
+    CHECK_EQ(m->misses, misses + 2);
     mem_close(m);
 }
 
