@@ -89,16 +89,21 @@ static bool live_read_stat(const char *path, live_stat *st) {
                            &st->state, &st->ppid, &st->flags, &st->start) == 4;
 }
 
-/* SIGKILL pending on one thread (SigPnd of its status): what a fatal signal,
- * exit_group or a core dump puts on every thread of the group at once. */
+/* SIGKILL pending on one thread (SigPnd of its status) or on its group
+ * (ShdPnd): a fatal signal, exit_group or a core dump puts it on every thread
+ * of the group at once. The thread takes it off its own set as it begins to
+ * die, a moment before the kernel marks it exiting; the group's set keeps it,
+ * so the two together leave no instant where a dying process looks alive. */
 static bool live_kill_pending(int pid, int tid) {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/task/%d/status", pid, tid);
     FILE *f = fopen(path, "re");
-    unsigned long long pending = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (sscanf(line, "SigPnd: %llx", &pending) == 1) {
-            break;
+    unsigned long long pending = 0, set;
+    int seen = 0;
+    while (f && seen < 2 && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "SigPnd: %llx", &set) == 1 || sscanf(line, "ShdPnd: %llx", &set) == 1) {
+            pending |= set;
+            seen++;
         }
     }
     if (f) {
