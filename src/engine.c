@@ -30,6 +30,7 @@ struct snarl_session {
     const char *kind;
     engine_attach_opts sym_opts; /* engine_attach_mem's symbol setup */
     snarl_timing timing;         /* of the last run */
+    snarl_summary summary;       /* of the last run */
 };
 
 static double snarl_now_ms(void) {
@@ -211,7 +212,13 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
     t->pid = s->m->pid;
     snprintf(t->python, sizeof t->python, "%s", s->py.version);
     if (s->m->executable) {
-        t->executable = util_strdup(s->m->executable);
+        /* The backend keeps the raw path to open the file; the model only
+         * holds text that can be shown (util_escape). */
+        sbuf exe;
+        sbuf_init(&exe);
+        util_escape(&exe, s->m->executable, strlen(s->m->executable), 0);
+        t->executable = exe.oom ? NULL : util_strdup(sbuf_str(&exe));
+        sbuf_free(&exe);
     }
     mem_cache_flush(s->m);
     bool freeze = strcmp(s->m->ops->kind, "live") == 0 && !s->no_freeze;
@@ -374,9 +381,10 @@ static err_t snarl_confirm(snarl_session *s, const aio_options *opt, aio_model *
                      tasks, threads, model->tasks_truncated ? "; some tasks may be missing" : "");
     }
     if (e == ERR_OK && dropped) {
-        e = aio_warn(model, "%zu %s dropped because a second read %d ms later did not repeat %s (%s)",
-                     dropped, dropped == 1 ? "finding was" : "findings were", SNARL_CONFIRM_DELAY_MS,
-                     dropped == 1 ? "it" : "them",
+        e = aio_warn(model,
+                     "%zu %s dropped because a second read %d ms later did not repeat %s (%s)",
+                     dropped, dropped == 1 ? "finding was" : "findings were",
+                     SNARL_CONFIRM_DELAY_MS, dropped == 1 ? "it" : "them",
                      s->no_freeze ? "the process ran while it was read"
                                   : "the loop was busy running callbacks, not blocked");
     }
@@ -451,6 +459,37 @@ static void snarl_render(out_writer *w, const snarl_command *cmd, const snarl_re
     }
 }
 
+static void snarl_summarise(snarl_session *s, const aio_model *model, const ana_result *diag,
+                            bool check) {
+    snarl_summary *sum = &s->summary;
+    memset(sum, 0, sizeof *sum);
+    snprintf(sum->python, sizeof sum->python, "%s", s->py.version);
+    sum->tasks = model->tasks.len;
+    for (size_t i = 0; i < model->tasks.len; i++) {
+        sum->pending += VEC_AT(&model->tasks, aio_task, i)->state == AIO_STATE_PENDING;
+    }
+    sum->loops = model->loops.len;
+    sum->threads = model->threads.len;
+    unsigned seen = 0;
+    for (size_t i = 0; diag && i < diag->diagnoses.len; i++) {
+        ana_kind k = VEC_AT(&diag->diagnoses, ana_diagnosis, i)->kind;
+        sum->findings++;
+        if (!(seen & (1u << k))) {
+            seen |= 1u << k;
+            size_t at = strlen(sum->kinds);
+            snprintf(sum->kinds + at, sizeof sum->kinds - at, "%s%s", at ? "," : "",
+                     ana_kind_name(k));
+        }
+    }
+    if (check && diag) {
+        sbuf b;
+        sbuf_init(&b);
+        out_verdict(&b, model, diag);
+        snprintf(sum->verdict, sizeof sum->verdict, "%s", sbuf_str(&b));
+        sbuf_free(&b);
+    }
+}
+
 int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void *sink_ctx) {
     if (!s->ready) {
         if (s->err.code == ERR_OK) {
@@ -466,7 +505,8 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         }
     }
     if (!cmd) {
-        err_set(&s->err, ERR_USAGE, "unknown command '%s'", req && req->command ? req->command : "");
+        err_set(&s->err, ERR_USAGE, "unknown command '%s'",
+                req && req->command ? req->command : "");
         return SNARL_STATUS_ERROR;
     }
     if ((unsigned)req->format >= ARRAY_LEN(snarl_format_names) ||
@@ -480,14 +520,17 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     bool check = strcmp(cmd->name, "check") == 0;
     /* tree and graph mark the findings on their tasks and edges. */
     bool analyse = check || strcmp(cmd->name, "tree") == 0 || strcmp(cmd->name, "graph") == 0;
-    aio_options opt = {.tasks = cmd->tasks, .running_only = !cmd->tasks,
-                       .all_objects = req->all_objects != 0, .health = analyse,
+    aio_options opt = {.tasks = cmd->tasks,
+                       .running_only = !cmd->tasks,
+                       .all_objects = req->all_objects != 0,
+                       .health = analyse,
                        .reachability = analyse};
     unsigned fail_mask = 0;
     if (!snarl_parse_kinds(req->fail_on, &fail_mask)) {
         err_set(&s->err, ERR_USAGE, "--fail-on takes diagnosis kinds: '%s'", req->fail_on);
         s->err.hint = "kinds: await-cycle, lock-cycle, lock-reacquire, wake-cycle, all-asleep, "
-                      "loop-blocked, loop-self-wait, nested-loop, weak-pending-task, stuck";
+                      "loop-blocked, loop-self-wait, nested-loop, weak-pending-task, stuck, "
+                      "thread-lock-cycle";
         return SNARL_STATUS_ERROR;
     }
     uint64_t id = 0;
@@ -500,6 +543,7 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
         opt.locals_of = id;
     }
     memset(&s->timing, 0, sizeof s->timing);
+    memset(&s->summary, 0, sizeof s->summary);
     uint64_t reads0 = s->m->reads, misses0 = s->m->misses;
     double t0 = snarl_now_ms();
     aio_model model;
@@ -545,6 +589,9 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
             }
         }
     }
+    if (e == ERR_OK) {
+        snarl_summarise(s, &model, have_diag ? &diag : NULL, check);
+    }
     if (have_diag) {
         ana_result_free(&diag);
     }
@@ -555,8 +602,20 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     return e == ERR_OK ? status : SNARL_STATUS_ERROR;
 }
 
+size_t snarl_escape(char *dst, size_t cap, const char *s, size_t n) {
+    return util_escape_buf(dst, cap, s, n, 0);
+}
+
 int snarl_pid_exited(int pid) {
     return mem_proc_exited(pid, 0);
+}
+
+void snarl_last_summary(const snarl_session *s, snarl_summary *out) {
+    static const snarl_summary none;
+    *out = s ? s->summary : none;
+    if (s && !out->python[0] && s->py_open) {
+        snprintf(out->python, sizeof out->python, "%s", s->py.version);
+    }
 }
 
 void snarl_last_timing(const snarl_session *s, snarl_timing *out) {

@@ -120,6 +120,21 @@ typedef struct snarl_timing {
 
 SNARL_API void snarl_last_timing(const snarl_session *s, snarl_timing *out);
 
+/* What the last snarl_run read and found, in a few numbers: for a front end
+ * that lists many targets one line each (`snarl check --all`). */
+typedef struct snarl_summary {
+    char python[32];   /* "3.12.3"; empty before a target is attached */
+    size_t tasks;      /* tasks read, in any state */
+    size_t pending;    /* of which pending */
+    size_t loops;      /* event loops found */
+    size_t threads;    /* Python threads */
+    size_t findings;   /* diagnoses reported (check, tree, graph) */
+    char kinds[256];   /* their kinds, each once, comma-separated: "lock-cycle,all-asleep" */
+    char verdict[256]; /* check's one-line verdict; empty for other commands */
+} snarl_summary;
+
+SNARL_API void snarl_last_summary(const snarl_session *s, snarl_summary *out);
+
 SNARL_API const char *snarl_error(const snarl_session *s);
 SNARL_API const char *snarl_hint(const snarl_session *s);
 SNARL_API int snarl_error_code(const snarl_session *s);
@@ -132,6 +147,14 @@ SNARL_API const char *snarl_error_name(const snarl_session *s);
  * bound to die (SIGKILL pending). The engine's own test for a target that
  * died under the read, for front ends that read /proc themselves. */
 SNARL_API int snarl_pid_exited(int pid);
+
+/* Writes n bytes of s into dst (cap bytes, NUL-terminated) escaped as the
+ * engine escapes every byte it prints from a target: valid UTF-8, no
+ * control characters (\xNN for them and for bytes that are not UTF-8, as
+ * Python's backslashreplace), whole escapes only. Returns the length
+ * written. For what a front end prints itself: a command line read from
+ * /proc, an argument quoted in a usage error. */
+SNARL_API size_t snarl_escape(char *dst, size_t cap, const char *s, size_t n);
 
 /* Async-signal-safe: resume every thread this process froze. For the CLI's
  * SIGINT/SIGTERM handlers; the kernel also resumes them if we die. */

@@ -38,19 +38,9 @@ static void aio_repr(aio_ctx *c, uint64_t obj, sbuf *out) {
     if (type == T->str) {
         sbuf s;
         sbuf_init(&s);
-        if (py_read_str(t, obj, &s, AIO_REPR_STR_CHARS, &cut) == ERR_OK) {
+        if (py_read_str_repr(t, obj, &s, AIO_REPR_STR_CHARS, &cut) == ERR_OK) {
             sbuf_addc(out, '\'');
-            for (size_t i = 0; i < s.len; i++) {
-                char ch = s.data[i];
-                if (ch == '\'' || ch == '\\') {
-                    sbuf_addc(out, '\\');
-                }
-                if ((unsigned char)ch < 0x20) {
-                    sbuf_printf(out, "\\x%02x", (unsigned char)ch);
-                } else {
-                    sbuf_addc(out, ch);
-                }
-            }
+            sbuf_add(out, sbuf_str(&s), s.len);
             sbuf_adds(out, cut ? "'..." : "'");
         } else {
             sbuf_printf(out, "<str at 0x%" PRIx64 ">", obj);
@@ -70,9 +60,10 @@ static void aio_repr(aio_ctx *c, uint64_t obj, sbuf *out) {
     py_type_name(t, type, name, sizeof name);
     uint64_t size;
     if ((type == T->tuple || type == T->list || type == T->dict || type == T->set) &&
-        mem_read_u64(t->m, obj + (uint64_t)(type == T->dict ? t->L.dict_used
-                                            : type == T->set ? t->L.set_used
-                                                             : t->L.ob_size),
+        mem_read_u64(t->m,
+                     obj + (uint64_t)(type == T->dict  ? t->L.dict_used
+                                      : type == T->set ? t->L.set_used
+                                                       : t->L.ob_size),
                      &size) == ERR_OK) {
         sbuf_printf(out, "<%s of %" PRIu64 " at 0x%" PRIx64 ">", name, size, obj);
         return;

@@ -16,7 +16,12 @@ err_t aio_warn(aio_model *model, const char *fmt, ...) {
     if (!slot) {
         return ERR_NOMEM;
     }
-    *slot = util_strdup(buf);
+    /* Warnings name paths and objects of the target: escaped as errors are. */
+    sbuf b;
+    sbuf_init(&b);
+    util_escape(&b, buf, strlen(buf), 0);
+    *slot = b.oom ? NULL : util_strdup(sbuf_str(&b));
+    sbuf_free(&b);
     return *slot ? ERR_OK : ERR_NOMEM;
 }
 
@@ -116,4 +121,3 @@ err_t aio_build_threads(py_target *t, aio_model *model) {
     py_threads_free(&r);
     return e == ERR_NOMEM ? err_set(t->err, ERR_NOMEM, NULL) : e;
 }
-

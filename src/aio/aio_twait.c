@@ -102,8 +102,7 @@ static void aio_cmethod_name(py_target *t, uint64_t obj, uint64_t type, char *bu
     buf[0] = 0;
     if (type == t->types.cfunction) {
         if (mem_read_u64(t->m, obj + AIO_CFUNC_ML_OFF, &p) == ERR_OK && p &&
-            mem_read_u64(t->m, p, &p) == ERR_OK && p &&
-            mem_read_cstr(t->m, p, buf, cap) != ERR_OK) {
+            mem_read_u64(t->m, p, &p) == ERR_OK && p && py_read_cstr(t, p, buf, cap) != ERR_OK) {
             buf[0] = 0;
         }
     } else if (py_type_name(t, type, tname, sizeof tname) == ERR_OK &&

@@ -1,6 +1,8 @@
 /* The error list expanded into tables, and the session's error record. */
 #include "err.h"
 
+#include "util.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -36,7 +38,12 @@ err_t err_setv(err_record *rec, err_t code, const char *fmt, va_list ap) {
     rec->code = code;
     rec->hint = err_hint(code);
     if (fmt) {
-        vsnprintf(rec->msg, sizeof rec->msg, fmt, ap);
+        /* The details are often the target's (a path from a core's notes, a
+         * name): the sentence is escaped whole, so no caller can forget to.
+         * snarl's own sentences hold nothing that escaping changes. */
+        char raw[ERR_MSG_MAX];
+        vsnprintf(raw, sizeof raw, fmt, ap);
+        util_escape_buf(rec->msg, sizeof rec->msg, raw, strlen(raw), 0);
     } else {
         snprintf(rec->msg, sizeof rec->msg, "%s", err_sentence(code));
     }
@@ -62,8 +69,10 @@ void err_push(err_record *rec, const char *fmt, ...) {
     if (rec->nctx < ERR_CTX_MAX) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(rec->ctx[rec->nctx], ERR_CTX_LEN, fmt, ap);
+        char raw[ERR_CTX_LEN];
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
+        util_escape_buf(rec->ctx[rec->nctx], ERR_CTX_LEN, raw, strlen(raw), 0);
     }
     rec->nctx++;
 }

@@ -306,23 +306,29 @@ bool u64set_has(const u64set *s, uint64_t key) {
     return false;
 }
 
-size_t util_utf8_len(const unsigned char *p) {
+size_t util_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp_out) {
+    if (n == 0) {
+        return 0;
+    }
     if (p[0] < 0x80) {
+        if (cp_out) {
+            *cp_out = p[0];
+        }
         return 1;
     }
-    size_t n;
+    size_t len;
     uint32_t cp, min;
     if ((p[0] & 0xE0) == 0xC0) {
-        n = 2, cp = p[0] & 0x1Fu, min = 0x80;
+        len = 2, cp = p[0] & 0x1Fu, min = 0x80;
     } else if ((p[0] & 0xF0) == 0xE0) {
-        n = 3, cp = p[0] & 0x0Fu, min = 0x800;
+        len = 3, cp = p[0] & 0x0Fu, min = 0x800;
     } else if ((p[0] & 0xF8) == 0xF0) {
-        n = 4, cp = p[0] & 0x07u, min = 0x10000;
+        len = 4, cp = p[0] & 0x07u, min = 0x10000;
     } else {
         return 0;
     }
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) {
+    for (size_t i = 1; i < len; i++) {
+        if (i >= n || (p[i] & 0xC0) != 0x80) {
             return 0; /* also stops at the NUL */
         }
         cp = (cp << 6) | (p[i] & 0x3Fu);
@@ -330,19 +336,171 @@ size_t util_utf8_len(const unsigned char *p) {
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
         return 0;
     }
-    return n;
+    if (cp_out) {
+        *cp_out = cp;
+    }
+    return len;
 }
 
-void util_utf8_scrub(char *s) {
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        size_t n = util_utf8_len(p);
-        if (!n) {
-            *p++ = '?';
-        } else {
-            p += n;
+size_t util_utf8_len(const unsigned char *p) {
+    return util_utf8_decode(p, 4, NULL);
+}
+
+/* Characters that are printable but reorder the text around them or break
+ * its lines: the bidi marks, embeddings, overrides and isolates (what
+ * "Trojan source" uses), and the Unicode line and paragraph separators. */
+static bool util_is_invisible_control(uint32_t cp) {
+    return cp == 0x061C || cp == 0x200E || cp == 0x200F || (cp >= 0x2028 && cp <= 0x202E) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The text for one code point: its UTF-8 bytes, or its escape. */
+static size_t util_escape_form(uint32_t cp, unsigned flags, char out[UTIL_ESC_MAX + 1]) {
+    static const char hex[] = "0123456789abcdef";
+    if ((cp < 0x20 && !((flags & UTIL_ESC_KEEP_LINES) && (cp == '\n' || cp == '\t'))) ||
+        (cp >= 0x7F && cp <= 0x9F) || (cp >= 0xDC80 && cp <= 0xDCFF)) {
+        uint32_t byte = cp & 0xFF; /* U+DCxx stands for the byte xx */
+        out[0] = '\\', out[1] = 'x', out[2] = hex[byte >> 4], out[3] = hex[byte & 15];
+        return 4;
+    }
+    if ((flags & UTIL_ESC_REPR) && (cp == '\\' || cp == '\'')) {
+        out[0] = '\\', out[1] = (char)cp;
+        return 2;
+    }
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || util_is_invisible_control(cp) || cp > 0x10FFFF) {
+        size_t digits = cp > 0xFFFF ? 8 : 4;
+        out[0] = '\\', out[1] = digits == 8 ? 'U' : 'u';
+        for (size_t k = 0; k < digits; k++) {
+            out[2 + k] = hex[(cp >> (4 * (digits - 1 - k))) & 15];
+        }
+        return 2 + digits;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+void util_escape_cp(sbuf *b, uint32_t cp, unsigned flags) {
+    char form[UTIL_ESC_MAX + 1];
+    sbuf_add(b, form, util_escape_form(cp, flags, form));
+}
+
+/* Where escaped text goes: a growable buffer, or a fixed one that takes
+ * whole pieces until the next one does not fit. */
+typedef struct util_esc_out {
+    sbuf *b;
+    char *dst;
+    size_t cap, len;
+    bool full;
+} util_esc_out;
+
+static void util_esc_put(util_esc_out *o, const char *piece, size_t n) {
+    if (o->b) {
+        sbuf_add(o->b, piece, n);
+    } else if (o->len + n < o->cap) {
+        memcpy(o->dst + o->len, piece, n);
+        o->len += n;
+    } else {
+        o->full = true;
+    }
+}
+
+static void util_escape_to(util_esc_out *o, const char *s, size_t n, unsigned flags) {
+    const unsigned char *p = (const unsigned char *)s;
+    char form[UTIL_ESC_MAX + 1];
+    for (size_t i = 0; i < n && !o->full;) {
+        /* Runs of plain printable ASCII go through in one piece. */
+        size_t run = 0;
+        while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x7F &&
+               !((flags & UTIL_ESC_REPR) && (p[i + run] == '\\' || p[i + run] == '\''))) {
+            run++;
+        }
+        if (run) {
+            if (o->b || o->len + run < o->cap) {
+                util_esc_put(o, s + i, run);
+                i += run;
+                continue;
+            }
+            /* A fixed buffer takes what fits of the run. */
+            util_esc_put(o, s + i, o->cap - 1 - o->len);
+            o->full = true;
+            break;
+        }
+        uint32_t cp;
+        size_t len = util_utf8_decode(p + i, n - i, &cp);
+        if (len == 0) {
+            cp = 0xDC00 | p[i]; /* a byte that is not UTF-8: its \xNN */
+            len = 1;
+        }
+        util_esc_put(o, form, util_escape_form(cp, flags, form));
+        if (!o->full) {
+            i += len;
         }
     }
+}
+
+void util_escape(sbuf *b, const char *s, size_t n, unsigned flags) {
+    util_esc_out o = {.b = b};
+    util_escape_to(&o, s, n, flags);
+}
+
+size_t util_escape_buf(char *dst, size_t cap, const char *s, size_t n, unsigned flags) {
+    if (cap == 0) {
+        return 0;
+    }
+    util_esc_out o = {.dst = dst, .cap = cap};
+    util_escape_to(&o, s, n, flags);
+    dst[o.len] = '\0';
+    return o.len;
+}
+
+static bool util_is_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+size_t util_escape_cut(const char *s, size_t len, size_t max) {
+    if (len <= max) {
+        return len;
+    }
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
+        n--; /* s[n] continues a sequence that starts before the cut */
+    }
+    /* An escape that starts in the last few bytes before the cut and would
+     * end after it goes whole: "\x1" would read as another text. */
+    for (size_t back = 1; back <= UTIL_ESC_MAX && back <= n; back++) {
+        size_t j = n - back;
+        if (s[j] != '\\') {
+            continue;
+        }
+        size_t want = s[j + 1] == 'x' ? 4 : s[j + 1] == 'u' ? 6 : s[j + 1] == 'U' ? 10 : 2;
+        bool hex = true;
+        for (size_t k = j + 2; k < n && k < j + want; k++) {
+            hex = hex && util_is_hex(s[k]);
+        }
+        if (hex && j + want > n) {
+            n = j;
+        }
+        break;
+    }
+    return n;
 }
 
 void util_cycle_init(util_cycle *c, uint64_t start) {

@@ -100,9 +100,43 @@ bool u64map_get(const u64map *m, uint64_t key, uint64_t *value);
  * are not one (stray continuation, overlong form, surrogate, past U+10FFFF,
  * or cut by the terminating NUL). Text from a target is untrusted bytes. */
 size_t util_utf8_len(const unsigned char *p);
-/* Replaces every byte of s that is not part of valid UTF-8 with '?', in
- * place. */
-void util_utf8_scrub(char *s);
+/* The same over at most n bytes (a NUL ends the sequence too); the code
+ * point goes to *cp when valid. */
+size_t util_utf8_decode(const unsigned char *p, size_t n, uint32_t *cp);
+
+/* Escaping of text that came from a target (names, paths, strings read out
+ * of its memory or a core's notes) so that it can never reach a terminal
+ * raw: the result is valid UTF-8 with no control characters. The form is
+ * Python's backslashreplace: each byte that is not UTF-8, each C0 or C1
+ * control character and DEL is \xNN; a lone surrogate that stands for a
+ * byte (U+DC80-U+DCFF, os.fsdecode's surrogateescape) is that byte's \xNN,
+ * another one \uXXXX; the invisible characters that reorder or break lines
+ * (bidi overrides and marks, U+2028, U+2029) are \uXXXX, so that a name
+ * cannot disguise the text around it. A backslash is kept as it is (the
+ * escape is for safety, not to be reversed), which makes escaping
+ * idempotent: escaped text escapes to itself, so a second pass at another
+ * layer costs nothing and changes nothing. docs/design.md §3 says where it
+ * is applied. */
+enum {
+    /* Keep \n and \t: for snarl's own output, whose lines and columns they
+     * are; text from a target never keeps them. */
+    UTIL_ESC_KEEP_LINES = 1u << 0,
+    /* Also write '\' as \\ and '\'' as \': the body of a Python repr. */
+    UTIL_ESC_REPR = 1u << 1,
+};
+/* Longest escape of one code point: \UXXXXXXXX. */
+#define UTIL_ESC_MAX 10
+/* Appends code point cp (e.g. from a str object) as text or its escape. */
+void util_escape_cp(sbuf *b, uint32_t cp, unsigned flags);
+/* Appends n bytes of s, escaped. */
+void util_escape(sbuf *b, const char *s, size_t n, unsigned flags);
+/* Writes n bytes of s escaped into dst (cap bytes, NUL-terminated), without
+ * allocating: whole characters and whole escapes only, as many as fit.
+ * Returns the length written; dst may not overlap s. */
+size_t util_escape_buf(char *dst, size_t cap, const char *s, size_t n, unsigned flags);
+/* Where to cut escaped text of len bytes so that it fits in max bytes
+ * without splitting a UTF-8 sequence or one of the escapes above. */
+size_t util_escape_cut(const char *s, size_t len, size_t max);
 
 /* Brent's cycle detection for a walk over target links (GC lists, task
  * lists): constant memory, and a list that loops back into itself (a

@@ -21,6 +21,17 @@ int cli_sink(void *ctx, const char *data, size_t len);
  * exit status (cli_watch.c). */
 int cli_watch_main(int argc, char **argv);
 
+/* `snarl check --all`: every Python process of this PID namespace, read in
+ * parallel; prints the table and the reports, returns the exit status
+ * (cli_all.c). */
+int cli_all_main(const snarl_options *opt, const snarl_request *req);
+/* A process that looks like CPython: its executable is named python* or it
+ * maps a libpython*. By name, not by symbols: cheap enough for every process
+ * of a host; the engine then says for sure. When /proc will not show its
+ * executable or mappings (another user's), its name decides and
+ * *unreadable (if given) is set. */
+bool cli_is_python(pid_t pid, bool *unreadable);
+
 /* Writes an ELF core of live process pid to path, with every thread frozen
  * while it is written (cli_dump.c). 0, or -1 with a sentence in msg. */
 int cli_dump_core(pid_t pid, const char *path, char *msg, size_t cap);

@@ -50,9 +50,6 @@
 #define WATCH_PYTHONS_MAX 1024
 /* Bytes of /proc/PID/cmdline shown and kept in the report. */
 #define WATCH_CMDLINE_MAX 4096
-/* Lines of /proc/PID/maps scanned for a Python library; the library is
- * mapped early, so it is among the first few hundred. */
-#define WATCH_MAPS_LINES_MAX 100000
 /* Longest path we build (a core's name under --core-dir). */
 #define WATCH_PATH_MAX 4096
 
@@ -138,7 +135,9 @@ static double watch_now(void) {
 }
 
 static int watch_usage_error(const char *msg) {
-    fprintf(stderr, "snarl watch: %s\nhint: see 'snarl watch --help'\n", msg);
+    char clean[2048];
+    snarl_escape(clean, sizeof clean, msg, strlen(msg));
+    fprintf(stderr, "snarl watch: %s\nhint: see 'snarl watch --help'\n", clean);
     return WATCH_STATUS_USAGE;
 }
 
@@ -371,45 +370,6 @@ static size_t watch_tree(watch_proc **out) {
     return m;
 }
 
-static const char *watch_basename(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-/* A Python process: its executable is named python* (python3.12,
- * python3.14d, a venv's python) or it maps a libpython* (embedded
- * interpreters, uWSGI, PyInstaller bundles, --enable-shared builds). By
- * name, not by symbols: cheap enough for every process of a big tree, and
- * the engine then says for sure (a process that looked like Python but is
- * not is reported as not analysed, never silently skipped). */
-static bool watch_is_python(pid_t pid) {
-    char path[64], exe[PATH_MAX];
-    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
-    ssize_t n = readlink(path, exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        if (strncmp(watch_basename(exe), "python", 6) == 0) {
-            return true;
-        }
-    }
-    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        return false;
-    }
-    char line[PATH_MAX + 256];
-    bool found = false;
-    for (int k = 0; !found && k < WATCH_MAPS_LINES_MAX && fgets(line, sizeof line, f); k++) {
-        char *name = strchr(line, '/');
-        if (name) {
-            name[strcspn(name, "\n")] = '\0';
-            found = strncmp(watch_basename(name), "libpython", 9) == 0;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
 /* ---- output ---- */
 
 typedef struct watch_buf {
@@ -498,11 +458,14 @@ static void watch_json_args(FILE *f, const char *args, size_t len) {
     fputc(']', f);
 }
 
-/* The command as a shell would show it, for text. */
+/* The command as a shell would show it, for text; each argument escaped
+ * (snarl_escape), since a process may name itself anything. */
 static void watch_text_args(FILE *f, const char *args, size_t len) {
+    char clean[WATCH_CMDLINE_MAX * 4 + 1];
     for (size_t at = 0, k = 0; at < len; k++) {
         size_t n = strnlen(args + at, len - at);
-        fprintf(f, "%s%.*s", k ? " " : "", (int)n, args + at);
+        snarl_escape(clean, sizeof clean, args + at, n);
+        fprintf(f, "%s%s", k ? " " : "", clean);
         at += n + 1;
     }
 }
@@ -673,13 +636,15 @@ static void watch_render_json(FILE *f, const watch_state *w, const char *why, do
 
 static void watch_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void watch_log(const char *fmt, ...) {
+    /* It names commands and paths the user or the tree chose: escaped. */
+    char raw[WATCH_PATH_MAX + 512], clean[sizeof raw * 2];
     va_list ap;
     va_start(ap, fmt);
-    fputs("snarl watch: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    snarl_escape(clean, sizeof clean, raw, strlen(raw));
+    fprintf(stderr, "snarl watch: %s\n", clean);
+    fflush(stderr);
 }
 
 /* Reads every Python process of the tree, writes the report, then the
@@ -696,7 +661,7 @@ static int watch_analyse(watch_state *w, bool deadline, double since) {
         return SNARL_STATUS_ERROR;
     }
     for (size_t i = 0; i < ntree && n < WATCH_PYTHONS_MAX; i++) {
-        if (tree[i].state == 'Z' || tree[i].state == 'X' || !watch_is_python(tree[i].pid)) {
+        if (tree[i].state == 'Z' || tree[i].state == 'X' || !cli_is_python(tree[i].pid, NULL)) {
             continue;
         }
         watch_result *r = &rs[n];

@@ -17,6 +17,7 @@
 
 static const char cli_usage[] =
     "usage: snarl [COMMAND] [OPTIONS] TARGET [EXECUTABLE]\n"
+    "       snarl check --all [OPTIONS]\n"
     "\n"
     "Tells why an asyncio program is stuck, from a live process or a core dump.\n"
     "TARGET is a PID, or a core file optionally followed by the executable.\n"
@@ -35,7 +36,9 @@ static const char cli_usage[] =
     "\n"
     "options:\n"
     "  --format FORMAT      text or json; graph: dot, svg, mermaid or json (default text, dot)\n"
-    "  --all                tasks: list identical tasks one by one instead of grouping them\n"
+    "  --all                check, without a TARGET: every Python process of this host (or\n"
+    "                       PID namespace), read in parallel; a line each, then the report\n"
+    "                       of each stuck one; tasks: list identical tasks one by one\n"
     "  --all-objects        also look for tasks on the GC heap, not only in registries\n"
     "  --fail-on KIND,...   check: only these diagnosis kinds make the exit status 1\n"
     "  --sysroot DIR        where the core's executable and libraries live\n"
@@ -49,7 +52,8 @@ static const char cli_usage[] =
     "\n"
     "TARGET may be a core compressed by systemd-coredump (zstd, xz or lz4).\n"
     "\n"
-    "exit status: 0 nothing found, 1 a problem was reported (check), 2 could not analyse\n";
+    "exit status: 0 nothing found, 1 a problem was reported (check; --all: in any process),\n"
+    "2 could not analyse (--all: could not run)\n";
 
 static const char *const cli_commands[] = {"check", "stacks", "tasks", "tree", "graph", "task"};
 
@@ -65,8 +69,22 @@ static void cli_on_signal(int sig) {
     raise(sig);
 }
 
+/* In check --all's workers too: each resumes the target it froze. */
+static void cli_catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 int cli_fail(const char *msg, const char *hint) {
-    fprintf(stderr, "snarl: %s\n", msg);
+    /* A message may quote an argument or a file name: escaped as the
+     * engine's own are, so stderr stays clean text. */
+    char clean[2048];
+    snarl_escape(clean, sizeof clean, msg, strlen(msg));
+    fprintf(stderr, "snarl: %s\n", clean);
     if (hint && hint[0]) {
         fprintf(stderr, "hint: %s\n", hint);
     }
@@ -202,6 +220,23 @@ int main(int argc, char **argv) {
         positional[0] = fetched;
         npos++;
     }
+    if (strcmp(req.command, "check") == 0 && req.all) {
+        /* check --all: every Python process instead of one target. */
+        if (npos > 0 || coredumpctl) {
+            return cli_fail("check --all reads every Python process; it takes no target",
+                            "drop --all to read one PID or core");
+        }
+        if (opt.sysroot || timing) {
+            return cli_fail(opt.sysroot ? "--sysroot is for cores, not for check --all"
+                                        : "--timing is for one target, not for check --all",
+                            "see 'snarl --help'");
+        }
+        if (req.format != SNARL_FORMAT_TEXT && req.format != SNARL_FORMAT_JSON) {
+            return cli_fail("check --all prints text or json", "see 'snarl --help'");
+        }
+        cli_catch_signals();
+        return cli_all_main(&opt, &req);
+    }
     if (npos == 0) {
         return cli_fail("no target given", "pass a PID or a core file; see 'snarl --help'");
     }
@@ -220,12 +255,7 @@ int main(int argc, char **argv) {
         snprintf(msg, sizeof msg, "'%s' is neither a PID nor an existing core file", positional[0]);
         return cli_fail(msg, "pass a PID or a core file; see 'snarl --help'");
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = cli_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    cli_catch_signals();
 
     snarl_session *s = snarl_open(&opt);
     if (!s) {

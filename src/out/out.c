@@ -1,8 +1,13 @@
-/* Buffered writing to the front end's sink and JSON string escaping. */
+/* Buffered writing to the front end's sink and JSON string escaping. Every
+ * byte a view writes passes util_escape (keeping the newlines and tabs that
+ * are the views' own): whatever a view forgot, stdout gets valid UTF-8 and
+ * no control character. Names reach the model escaped already (py_read_*),
+ * which is what keeps a newline inside a name from breaking a line. */
 #include "out.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void out_init(out_writer *w, snarl_sink sink, void *ctx) {
     w->sink = sink;
@@ -35,7 +40,7 @@ static void out_maybe_flush(out_writer *w) {
 }
 
 void out_puts(out_writer *w, const char *s) {
-    sbuf_adds(&w->buf, s);
+    util_escape(&w->buf, s, strlen(s), UTIL_ESC_KEEP_LINES);
     out_maybe_flush(w);
 }
 
@@ -49,7 +54,7 @@ void out_printf(out_writer *w, const char *fmt, ...) {
         return;
     }
     if ((size_t)n < sizeof small) {
-        sbuf_add(&w->buf, small, (size_t)n);
+        util_escape(&w->buf, small, (size_t)n, UTIL_ESC_KEEP_LINES);
     } else {
         char *big = util_alloc((size_t)n + 1);
         if (!big) {
@@ -59,7 +64,7 @@ void out_printf(out_writer *w, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(big, (size_t)n + 1, fmt, ap);
         va_end(ap);
-        sbuf_add(&w->buf, big, (size_t)n);
+        util_escape(&w->buf, big, (size_t)n, UTIL_ESC_KEEP_LINES);
         util_free(big);
     }
     out_maybe_flush(w);

@@ -90,8 +90,9 @@ size_t out_resource_pos(const out_index *ix, uint64_t id);
 const aio_task *out_find_task(const out_index *ix, uint64_t id);
 const aio_resource *out_find_resource(const out_index *ix, uint64_t id);
 
-/* Text pieces, appended to b. Names come from the target: control characters
- * are replaced so one name cannot break a line or a table. */
+/* Text pieces, appended to b. Names come from the target: escaped
+ * (util_escape) so one name cannot break a line or a table; model strings
+ * are escaped already, and escaping twice changes nothing. */
 void out_clean(sbuf *b, const char *s);
 /* "task 'NAME'", or "task 0x..." when it has no name. */
 void out_task_ref(sbuf *b, const aio_task *t);

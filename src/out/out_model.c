@@ -88,9 +88,7 @@ const aio_resource *out_find_resource(const out_index *ix, uint64_t id) {
 }
 
 void out_clean(sbuf *b, const char *s) {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        sbuf_addc(b, *p < 0x20 || *p == 0x7f ? '?' : (char)*p);
-    }
+    util_escape(b, s, strlen(s), 0);
 }
 
 void out_task_request(sbuf *b, const aio_task *t) {

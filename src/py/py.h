@@ -54,9 +54,9 @@ typedef struct py_layout {
     int32_t fr_code, fr_previous, fr_func, fr_globals, fr_locals, fr_instr, fr_stack, fr_owner;
     int32_t fr_localsplus;
     uint32_t fr_size;
-    bool fr_instr_is_last;   /* prev_instr (3.11, 3.12) rather than instr_ptr */
-    bool fr_stack_is_ptr;    /* stackpointer (3.14+) rather than an int32 index */
-    bool stackref_tagged;    /* frame slots are _PyStackRef (3.14+) */
+    bool fr_instr_is_last;    /* prev_instr (3.11, 3.12) rather than instr_ptr */
+    bool fr_stack_is_ptr;     /* stackpointer (3.14+) rather than an int32 index */
+    bool stackref_tagged;     /* frame slots are _PyStackRef (3.14+) */
     int fr_owner_first_nonpy; /* owner values from here on are not Python frames */
     /* PyCodeObject */
     int32_t co_flags, co_argcount, co_firstlineno, co_nlocalsplus, co_localsplusnames;
@@ -121,10 +121,10 @@ typedef struct py_target {
     err_record *err;
     py_layout L;
     py_types types;
-    uint64_t runtime;      /* &_PyRuntime */
-    uint32_t hexversion;   /* Py_Version */
-    char version[32];      /* "3.14.10" */
-    bool debug_offsets;    /* the layout was checked against the target's own table */
+    uint64_t runtime;       /* &_PyRuntime */
+    uint32_t hexversion;    /* Py_Version */
+    char version[32];       /* "3.14.10" */
+    bool debug_offsets;     /* the layout was checked against the target's own table */
     const sym_file *pyfile; /* the file that holds _PyRuntime */
     py_code_cache *codes;
 } py_target;
@@ -151,16 +151,16 @@ typedef struct py_thread {
     uint64_t interp;
     int64_t interp_id;
     int64_t native_id;
-    uint64_t thread_id; /* pthread_t, the key of threading._active */
-    uint64_t frame;     /* innermost _PyInterpreterFrame, 0 if none */
+    uint64_t thread_id;  /* pthread_t, the key of threading._active */
+    uint64_t frame;      /* innermost _PyInterpreterFrame, 0 if none */
     uint64_t base_frame; /* first frame slot of the data stack, 0 if unknown */
     bool holds_gil;
     char name[64]; /* threading.Thread name, empty if unknown */
 } py_thread;
 
 typedef struct py_threads_result {
-    vec threads;      /* py_thread */
-    bool truncated;   /* a limit was hit or a list was broken */
+    vec threads;    /* py_thread */
+    bool truncated; /* a limit was hit or a list was broken */
 } py_threads_result;
 
 err_t py_threads(py_target *t, py_threads_result *out);
@@ -169,14 +169,14 @@ void py_threads_free(py_threads_result *r);
 /* Frames. */
 typedef struct py_frame {
     uint64_t addr;
-    uint64_t code;   /* 0 when not a code object */
+    uint64_t code;     /* 0 when not a code object */
     uint64_t raw_code; /* the code slot as stored (tags stripped) */
     uint64_t previous;
     int owner;
-    bool is_python; /* a real Python frame (not a shim, entry or C frame) */
+    bool is_python;       /* a real Python frame (not a shim, entry or C frame) */
     const char *qualname; /* owned by the code cache */
     const char *filename;
-    int line;  /* -1 when unknown */
+    int line; /* -1 when unknown */
     uint64_t instr;
 } py_frame;
 
@@ -210,10 +210,23 @@ err_t py_type_of(py_target *t, uint64_t obj, uint64_t *type);
 err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap);
 /* tp_flags of a type; 0 when unreadable (no flag claimed). */
 uint64_t py_type_flags(py_target *t, uint64_t type);
-/* Appends the UTF-8 text of a str object (at most max_chars code points);
- * sets *cut when the string was longer. */
+/* Text out of the target is escaped where it is read (util_escape: no
+ * control character, always valid UTF-8), so that nothing above this layer
+ * holds raw target bytes and no view or message can forget to clean them. */
+
+/* Appends the text of a str object (at most max_chars code points),
+ * escaped; sets *cut when the string was longer. */
 err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut);
+/* The same with the escapes of a repr body ('\\' and '\'' too). */
+err_t py_read_str_repr(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut);
+/* At most cap - 1 bytes of escaped text, never cut inside a character or
+ * an escape. */
 err_t py_read_str_buf(py_target *t, uint64_t obj, char *buf, size_t cap);
+/* A C string of the target (a type's tp_name, a method's ml_name), at most
+ * PY_CSTR_MAX raw bytes, escaped into buf. */
+err_t py_read_cstr(py_target *t, uint64_t addr, char *buf, size_t cap);
+/* Longest C string read from the target: type and method names. */
+#define PY_CSTR_MAX 256
 err_t py_read_long(py_target *t, uint64_t obj, int64_t *out);
 /* n consecutive 64-bit words at `at`, appended to out (vec of uint64_t). */
 err_t py_read_words(py_target *t, uint64_t at, uint64_t n, vec *out);
@@ -237,11 +250,11 @@ uint64_t py_stackref_obj(const py_target *t, uint64_t bits);
 
 /* Generators, coroutines and async generators. */
 typedef enum py_gen_state {
-    PY_GEN_CREATED,      /* never started */
-    PY_GEN_SUSPENDED,    /* at a plain yield */
-    PY_GEN_AWAITING,     /* at await / yield from: `awaited` is set */
-    PY_GEN_RUNNING,      /* its frame is on a thread's stack */
-    PY_GEN_FINISHED,     /* completed or cleared: no frame */
+    PY_GEN_CREATED,   /* never started */
+    PY_GEN_SUSPENDED, /* at a plain yield */
+    PY_GEN_AWAITING,  /* at await / yield from: `awaited` is set */
+    PY_GEN_RUNNING,   /* its frame is on a thread's stack */
+    PY_GEN_FINISHED,  /* completed or cleared: no frame */
 } py_gen_state;
 
 typedef struct py_gen {
@@ -315,12 +328,12 @@ bool py_refcount_word(const py_target *t, uint64_t word, int64_t *count);
 typedef struct py_walker {
     py_target *t;
     uint64_t subtype_traverse; /* 0 when unknown: no Python-class instance is traversed */
-    uint64_t known_fn[PY_TRAVERSE_KNOWN_MAX]; /* tp_traverse functions snarl can follow */
+    uint64_t known_fn[PY_TRAVERSE_KNOWN_MAX];  /* tp_traverse functions snarl can follow */
     uint8_t known_kind[PY_TRAVERSE_KNOWN_MAX]; /* ... and what each visits */
     size_t nknown;
-    u64map types;              /* type -> 1 + index in infos */
-    vec infos;                 /* per-type plans (py_traverse.c) */
-    vec slots;                 /* int64_t __slots__ offsets, shared by the plans */
+    u64map types; /* type -> 1 + index in infos */
+    vec infos;    /* per-type plans (py_traverse.c) */
+    vec slots;    /* int64_t __slots__ offsets, shared by the plans */
 } py_walker;
 
 /* Finds the traverse functions of the builtin types and of Python classes

@@ -96,7 +96,8 @@ err_t py_gen_read(py_target *t, uint64_t obj, py_gen *out) {
         out->state = PY_GEN_CREATED;
     } else if (state == L->gs_suspended_yf || state == L->gs_suspended_yf_locked) {
         /* Before 3.13 one state covers yield and await: the bytecode tells. */
-        bool awaiting = L->gs_suspended_yf != L->gs_suspended || py_resumes_after_await(t, out->frame);
+        bool awaiting =
+            L->gs_suspended_yf != L->gs_suspended || py_resumes_after_await(t, out->frame);
         out->state = awaiting ? PY_GEN_AWAITING : PY_GEN_SUSPENDED;
     } else if (state == L->gs_suspended) {
         out->state = PY_GEN_SUSPENDED;
@@ -168,7 +169,7 @@ err_t py_slot(py_target *t, uint64_t obj, const char *name, uint64_t *value) {
                     !rd_u64(md, 0)) {
                     break;
                 }
-                if (mem_read_cstr(t->m, rd_u64(md, 0), mname, sizeof mname) == ERR_OK &&
+                if (py_read_cstr(t, rd_u64(md, 0), mname, sizeof mname) == ERR_OK &&
                     strcmp(mname, name) == 0) {
                     int64_t off = (int64_t)rd_u64(md, PY_MEMBERDEF_OFFSET);
                     if (off <= 0 || off > 4096) {

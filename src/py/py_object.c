@@ -44,10 +44,17 @@ err_t py_type_name(py_target *t, uint64_t type, char *buf, size_t cap) {
         snprintf(buf, cap, "?");
         return ERR_READ;
     }
-    err_t e = mem_read_cstr(t->m, name, buf, cap < PY_TYPE_NAME_MAX ? cap : PY_TYPE_NAME_MAX);
-    if (cap) {
-        util_utf8_scrub(buf); /* raw bytes of the target: make them text */
+    return py_read_cstr(t, name, buf, cap < PY_TYPE_NAME_MAX ? cap : PY_TYPE_NAME_MAX);
+}
+
+err_t py_read_cstr(py_target *t, uint64_t addr, char *buf, size_t cap) {
+    char raw[PY_CSTR_MAX + 1];
+    if (cap == 0) {
+        return ERR_OK;
     }
+    /* Raw bytes past cap could not fit escaped either. */
+    err_t e = mem_read_cstr(t->m, addr, raw, cap < sizeof raw ? cap : sizeof raw);
+    util_escape_buf(buf, cap, raw, strlen(raw), 0); /* raw bytes of the target: make them text */
     return e;
 }
 
@@ -57,35 +64,8 @@ uint64_t py_type_flags(py_target *t, uint64_t type) {
     return flags;
 }
 
-static void py_utf8_put(sbuf *out, uint32_t cp) {
-    char b[4];
-    if (cp >= 0xD800 && cp <= 0xDFFF) {
-        cp = 0xFFFD; /* lone surrogates cannot be written as UTF-8 */
-    }
-    if (cp < 0x80) {
-        b[0] = (char)cp;
-        sbuf_add(out, b, 1);
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        sbuf_add(out, b, 2);
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        sbuf_add(out, b, 3);
-    } else if (cp <= 0x10FFFF) {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        sbuf_add(out, b, 4);
-    } else {
-        py_utf8_put(out, 0xFFFD);
-    }
-}
-
-err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut) {
+static err_t py_read_str_as(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut,
+                            unsigned esc) {
     const py_layout *L = &t->L;
     uint8_t hdr[96];
     size_t hdr_len = (size_t)L->str_legacy_data + 8;
@@ -136,10 +116,10 @@ err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool 
             uint32_t cp = kind == 1   ? chunk[i]
                           : kind == 2 ? rd_u16(chunk, i * 2)
                                       : rd_u32(chunk, i * 4);
-            if (cp < 0x80) {
+            if (cp >= 0x20 && cp < 0x7F && !(esc & UTIL_ESC_REPR)) {
                 sbuf_addc(out, (char)cp);
             } else {
-                py_utf8_put(out, cp);
+                util_escape_cp(out, cp, esc);
             }
         }
         done += take;
@@ -147,16 +127,22 @@ err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool 
     return out->oom ? ERR_NOMEM : ERR_OK;
 }
 
+err_t py_read_str(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut) {
+    return py_read_str_as(t, obj, out, max_chars, cut, 0);
+}
+
+err_t py_read_str_repr(py_target *t, uint64_t obj, sbuf *out, size_t max_chars, bool *cut) {
+    return py_read_str_as(t, obj, out, max_chars, cut, UTIL_ESC_REPR);
+}
+
 err_t py_read_str_buf(py_target *t, uint64_t obj, char *buf, size_t cap) {
     sbuf b;
     sbuf_init(&b);
     err_t e = py_read_str(t, obj, &b, cap, NULL);
     if (e == ERR_OK && cap) {
-        /* Cut on a UTF-8 boundary so the result stays valid text. */
-        size_t n = b.len < cap - 1 ? b.len : cap - 1;
-        while (n > 0 && n < b.len && ((unsigned char)b.data[n] & 0xC0) == 0x80) {
-            n--;
-        }
+        /* Cut on a character and escape boundary so the result stays
+         * valid text that says what it says. */
+        size_t n = b.oom ? 0 : util_escape_cut(b.data, b.len, cap - 1);
         memcpy(buf, sbuf_str(&b), n);
         buf[n] = '\0';
     } else if (cap) {
@@ -192,8 +178,8 @@ err_t py_read_long(py_target *t, uint64_t obj, int64_t *out) {
         return ERR_LIMIT;
     }
     uint32_t digits[PY_LONG_DIGITS_MAX] = {0};
-    if (ndigits && mem_read(t->m, obj + (uint64_t)L->long_digits, (size_t)ndigits * 4, digits) !=
-                       ERR_OK) {
+    if (ndigits &&
+        mem_read(t->m, obj + (uint64_t)L->long_digits, (size_t)ndigits * 4, digits) != ERR_OK) {
         return ERR_READ;
     }
     uint64_t v = 0;
@@ -367,8 +353,8 @@ static err_t py_keys_items(py_target *t, uint64_t keys, uint64_t values, vec *ou
         for (size_t k = 0; k < take; k++) {
             size_t base = k * esize + (kind == 0 ? 8 : 0);
             uint64_t key = rd_u64(chunk, base);
-            uint64_t value = values ? *VEC_AT(&vals, uint64_t, (size_t)i + k)
-                                    : rd_u64(chunk, base + 8);
+            uint64_t value =
+                values ? *VEC_AT(&vals, uint64_t, (size_t)i + k) : rd_u64(chunk, base + 8);
             if (!key || !value) {
                 continue; /* deleted entry or absent split value */
             }

@@ -617,7 +617,7 @@ TEST(tasks_table_cuts_long_cells_and_shortens_long_paths) {
     snprintf(want + 31, sizeof want - 31, "…  pending");
     CHECK_HAS(s, want);
     CHECK_HAS(s, "handler pkg/mod.py:9");
-    CHECK_HAS(s, "short?name");
+    CHECK_HAS(s, "short\\x0aname"); /* escaped, not a line break */
     CHECK_LACKS(s, "site-packages");
     sbuf_free(&out);
     mb_free(&b);
@@ -683,10 +683,10 @@ TEST(every_view_shows_the_request_a_task_serves) {
     const char *s = render(&out, &b.m, V_TASKS, NULL);
     char line[512];
     CHECK_HAS(line_with(s, "×2", line, sizeof line), "[GET /transfer");
-    CHECK_HAS(line_with(s, "Task-6", line, sizeof line), "[GET /re?port");
+    CHECK_HAS(line_with(s, "Task-6", line, sizeof line), "[GET /re\\x01port");
     s = render(&out, &b.m, V_TREE, NULL);
     CHECK_HAS(s, "task 'Task-4' [GET /transfer from 127.0.0.1:5000]");
-    CHECK_HAS(s, "task 'Task-6' [GET /re?port from 127.0.0.1:5002]");
+    CHECK_HAS(s, "task 'Task-6' [GET /re\\x01port from 127.0.0.1:5002]");
     s = render(&out, &b.m, V_TASK, VEC_AT(&b.m.tasks, aio_task, 1));
     CHECK_HAS(s, "task 'Task-5' [GET /transfer from 127.0.0.1:5001] (0x1100)");
     s = render(&out, &b.m, V_DOT, NULL);
@@ -985,7 +985,7 @@ TEST(graph_dot_escapes_quotes_and_backslashes_in_labels) {
     CHECK_HAS(s, "    \"0x1000\" [shape=box, label=\"task 'say \\\"hi\\\" [x] {y} <z> #1 \\\\ "
                  "back|pipe'\\n0x1000\\n<lambda> app.py:3\"];\n");
     CHECK_HAS(s, "    \"0x5000\" [shape=ellipse, label=\"lock Lock\\n0x5000\"];\n");
-    CHECK_HAS(s, "label=\"task 'line?break'\\n0x4000\"];\n");
+    CHECK_HAS(s, "label=\"task 'line\\\\x0abreak'\\n0x4000\"];\n");
     CHECK_HAS(s,
               "\"0x3000\" [shape=box, label=\"task 'member'\\n0x3000\\n[done]\", style=dashed];");
     CHECK_HAS(s, "    \"0x1000\" -> \"0x2000\";\n");
@@ -1097,7 +1097,8 @@ TEST(json_document_escapes_strings_and_writes_null_for_absent_values) {
                  "\"waiters\":[\"0x2000\"],\"members\":[],\"deadline\":null,\"remaining\":12.5,"
                  "\"detail\":\"\",\"holders\":[],\"possible_holders\":[],\"resolvers\":[],"
                  "\"thread_holders\":[],\"thread_waiters\":[],\"chained\":null}");
-    CHECK_HAS(s, "\"deadline\":null,\"remaining\":null,\"detail\":\"say \\\"when\\\"\",\"holders\":[]");
+    CHECK_HAS(
+        s, "\"deadline\":null,\"remaining\":null,\"detail\":\"say \\\"when\\\"\",\"holders\":[]");
     CHECK_HAS(s, "\"warnings\":[\"core \\\"truncated\\\"\"]}\n");
     sbuf_free(&out);
     mb_free(&b);
