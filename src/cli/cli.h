@@ -25,12 +25,30 @@ int cli_watch_main(int argc, char **argv);
  * parallel; prints the table and the reports, returns the exit status
  * (cli_all.c). */
 int cli_all_main(const snarl_options *opt, const snarl_request *req);
-/* A process that looks like CPython: its executable is named python* or it
- * maps a libpython*. By name, not by symbols: cheap enough for every process
- * of a host; the engine then says for sure. When /proc will not show its
- * executable or mappings (another user's), its name decides and
- * *unreadable (if given) is set. */
+
+/* Bytes of /proc/PID/cmdline shown and kept in a report. */
+#define CLI_CMDLINE_MAX 4096
+/* A process that looks like CPython: its executable is named python* (a
+ * venv's python, python3.14d) or it maps a libpython* (embedded
+ * interpreters, uWSGI, --enable-shared builds). When /proc will not show
+ * another user's executable or mappings, its name decides and *unreadable
+ * (if given) is set (cli_proc.c). */
 bool cli_is_python(pid_t pid, bool *unreadable);
+/* Reads the NUL-separated arguments of pid into buf (cap bytes, NUL
+ * terminated, the final separator dropped); returns their length, 0 when
+ * /proc has none. */
+size_t cli_read_cmdline(pid_t pid, char *buf, size_t cap);
+/* JSON strings of what a process calls itself: escapes, U+FFFD for bytes
+ * that are not UTF-8. cstr: "null" for NULL or empty. */
+void cli_json_str(FILE *f, const char *s, size_t n);
+void cli_json_cstr(FILE *f, const char *s);
+/* A NUL-separated argument list as a JSON array, and as a shell would show
+ * it (each argument escaped, snarl_escape). */
+void cli_json_args(FILE *f, const char *args, size_t len);
+void cli_text_args(FILE *f, const char *args, size_t len);
+/* Copies a JSON document the engine wrote onto the current line; "null"
+ * when len is 0. */
+void cli_json_embed(FILE *f, const char *doc, size_t len);
 
 /* Writes an ELF core of live process pid to path, with every thread frozen
  * while it is written (cli_dump.c). 0, or -1 with a sentence in msg. */

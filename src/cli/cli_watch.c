@@ -48,8 +48,6 @@
  * a CI job has dozens, a machine a few thousand. */
 #define WATCH_SCAN_MAX 1000000
 #define WATCH_PYTHONS_MAX 1024
-/* Bytes of /proc/PID/cmdline shown and kept in the report. */
-#define WATCH_CMDLINE_MAX 4096
 /* Longest path we build (a core's name under --core-dir). */
 #define WATCH_PATH_MAX 4096
 
@@ -117,7 +115,7 @@ typedef struct watch_state {
 /* One analysed process of a report. */
 typedef struct watch_result {
     pid_t pid, ppid;
-    char cmdline[WATCH_CMDLINE_MAX]; /* arguments separated by NULs */
+    char cmdline[CLI_CMDLINE_MAX]; /* arguments separated by NULs */
     size_t cmdline_len;
     int status;  /* SNARL_STATUS_* */
     bool exited; /* the engine found it exited while it was read */
@@ -393,99 +391,10 @@ static void watch_buf_close(watch_buf *b) {
     }
 }
 
-/* A JSON string: escapes, and U+FFFD for bytes that are not UTF-8 (a
- * command line may hold any bytes; the document must stay valid). */
-static void watch_json_str(FILE *f, const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        if (c == '"' || c == '\\') {
-            fprintf(f, "\\%c", c);
-            i++;
-        } else if (c == '\n') {
-            fputs("\\n", f);
-            i++;
-        } else if (c == '\t') {
-            fputs("\\t", f);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-            i++;
-        } else if (c < 0x80) {
-            fputc((int)c, f);
-            i++;
-        } else {
-            size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-            bool ok = len > 0 && i + len <= n && c < 0xf8;
-            uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-            for (size_t k = 1; ok && k < len; k++) {
-                ok = (p[i + k] & 0xc0) == 0x80;
-                cp = (cp << 6) | (p[i + k] & 0x3f);
-            }
-            /* Overlong forms, surrogates and past U+10FFFF are not UTF-8. */
-            ok = ok && !(len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) &&
-                 !(len == 4 && (cp < 0x10000 || cp > 0x10ffff));
-            if (ok) {
-                fwrite(p + i, 1, len, f);
-                i += len;
-            } else {
-                fputs("\\ufffd", f);
-                i++;
-            }
-        }
-    }
-    fputc('"', f);
-}
-
-static void watch_json_cstr(FILE *f, const char *s) {
-    if (!s || !*s) {
-        fputs("null", f);
-    } else {
-        watch_json_str(f, s, strlen(s));
-    }
-}
-
-/* A NUL-separated argument list as a JSON array. */
-static void watch_json_args(FILE *f, const char *args, size_t len) {
-    fputc('[', f);
-    for (size_t at = 0, k = 0; at < len; k++) {
-        size_t n = strnlen(args + at, len - at);
-        fputs(k ? "," : "", f);
-        watch_json_str(f, args + at, n);
-        at += n + 1;
-    }
-    fputc(']', f);
-}
-
-/* The command as a shell would show it, for text; each argument escaped
- * (snarl_escape), since a process may name itself anything. */
-static void watch_text_args(FILE *f, const char *args, size_t len) {
-    char clean[WATCH_CMDLINE_MAX * 4 + 1];
-    for (size_t at = 0, k = 0; at < len; k++) {
-        size_t n = strnlen(args + at, len - at);
-        snarl_escape(clean, sizeof clean, args + at, n);
-        fprintf(f, "%s%s", k ? " " : "", clean);
-        at += n + 1;
-    }
-}
-
 /* ---- analysis ---- */
 
 static void watch_read_cmdline(watch_result *r) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)r->pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, r->cmdline, sizeof r->cmdline - 1) : -1;
-    if (fd >= 0) {
-        close(fd);
-    }
-    r->cmdline_len = n > 0 ? (size_t)n : 0;
-    /* Drop the final NUL: the list is "a\0b". */
-    if (r->cmdline_len > 0 && r->cmdline[r->cmdline_len - 1] == '\0') {
-        r->cmdline_len--;
-    }
-    r->cmdline[r->cmdline_len] = '\0';
+    r->cmdline_len = cli_read_cmdline(r->pid, r->cmdline, sizeof r->cmdline);
 }
 
 static void watch_analyse_one(const watch_state *w, watch_result *r) {
@@ -557,7 +466,7 @@ static void watch_render_text(FILE *f, const char *reason, const watch_result *r
     for (size_t i = 0; i < n; i++) {
         const watch_result *r = &rs[i];
         fprintf(f, "\n== process %d (", (int)r->pid);
-        watch_text_args(f, r->cmdline, r->cmdline_len);
+        cli_text_args(f, r->cmdline, r->cmdline_len);
         fprintf(f, "), parent %d ==\n", (int)r->ppid);
         if (r->status == SNARL_STATUS_ERROR) {
             fprintf(f, "could not be analysed: %s\n", r->error);
@@ -576,11 +485,11 @@ static void watch_render_text(FILE *f, const char *reason, const watch_result *r
 static void watch_render_json(FILE *f, const watch_state *w, const char *why, double waited,
                               double took, const watch_result *rs, size_t n) {
     fputs("{\"schema\":\"snarl-watch/1\",\"reason\":", f);
-    watch_json_cstr(f, why);
+    cli_json_cstr(f, why);
     fputs(",\"command\":[", f);
     for (char **a = w->o.cmd; *a; a++) {
         fputs(a == w->o.cmd ? "" : ",", f);
-        watch_json_str(f, *a, strlen(*a));
+        cli_json_str(f, *a, strlen(*a));
     }
     fputs("],\"timeout\":", f);
     if (w->o.timeout > 0) {
@@ -594,31 +503,16 @@ static void watch_render_json(FILE *f, const watch_state *w, const char *why, do
         const watch_result *r = &rs[i];
         fprintf(f, "%s{\"pid\":%d,\"ppid\":%d,\"cmdline\":", i ? "," : "", (int)r->pid,
                 (int)r->ppid);
-        watch_json_args(f, r->cmdline, r->cmdline_len);
+        cli_json_args(f, r->cmdline, r->cmdline_len);
         fprintf(f, ",\"status\":%d,\"error\":", r->status);
-        watch_json_cstr(f, r->status == SNARL_STATUS_ERROR ? r->error : NULL);
+        cli_json_cstr(f, r->status == SNARL_STATUS_ERROR ? r->error : NULL);
         fputs(",\"hint\":", f);
-        watch_json_cstr(f, r->status == SNARL_STATUS_ERROR ? r->hint : NULL);
+        cli_json_cstr(f, r->status == SNARL_STATUS_ERROR ? r->hint : NULL);
         fputs(",\"core\":", f);
-        watch_json_cstr(f, r->core);
+        cli_json_cstr(f, r->core);
         fputs(",\"report\":", f);
-        /* The engine's document, on this line: it is compact, and JSON
-         * strings hold no raw newline, so dropping newlines changes nothing
-         * but the whitespace. */
-        size_t len = r->report_len;
-        while (len > 0 && isspace((unsigned char)r->report[len - 1])) {
-            len--;
-        }
-        if (r->status == SNARL_STATUS_ERROR || len == 0) {
-            fputs("null", f);
-        } else {
-            for (size_t k = 0; k < len;) {
-                const char *nl = memchr(r->report + k, '\n', len - k);
-                size_t span = nl ? (size_t)(nl - (r->report + k)) : len - k;
-                fwrite(r->report + k, 1, span, f);
-                k += span + (nl != NULL);
-            }
-        }
+        cli_json_embed(f, r->status == SNARL_STATUS_ERROR ? NULL : r->report,
+                       r->status == SNARL_STATUS_ERROR ? 0 : r->report_len);
         fputc('}', f);
     }
     fputs("],\"summary\":", f);
@@ -626,7 +520,7 @@ static void watch_render_json(FILE *f, const watch_state *w, const char *why, do
     if (watch_buf_open(&b)) {
         watch_summary(b.f, rs, n);
         watch_buf_close(&b);
-        watch_json_str(f, b.data, b.len);
+        cli_json_str(f, b.data, b.len);
         free(b.data);
     } else {
         fputs("null", f);
