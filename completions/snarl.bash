@@ -4,9 +4,9 @@
 # no program is run while completing, /proc is read with builtins.
 
 _snarl_commands="check stacks tasks tree graph task watch"
-_snarl_options="--format --all --all-objects --fail-on --sysroot --coredumpctl --no-freeze --help --version"
+_snarl_options="--format --all --all-objects --fail-on --sysroot --coredumpctl --no-freeze --timing --help --version"
 _snarl_watch_options="--timeout --output --format --core-dir --signal --kill-after --fail-on --no-freeze --help"
-_snarl_kinds="await-cycle lock-cycle lock-reacquire wake-cycle all-asleep loop-blocked loop-self-wait nested-loop weak-pending-task"
+_snarl_kinds="await-cycle lock-cycle lock-reacquire wake-cycle all-asleep loop-blocked loop-self-wait nested-loop weak-pending-task stuck thread-lock-cycle"
 
 # The PIDs of the Python processes this user can see: those whose argv[0]
 # (an interpreter started by a script's #! line included) or command name is
