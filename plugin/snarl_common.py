@@ -13,7 +13,8 @@ COMMANDS = ("check", "tasks", "tree", "graph", "stacks", "task")
 FORMATS = ("text", "json", "dot", "mermaid")
 GRAPH_FORMATS = ("dot", "mermaid", "json")
 KINDS = ("await-cycle", "lock-cycle", "lock-reacquire", "wake-cycle", "all-asleep",
-         "loop-blocked", "loop-self-wait", "nested-loop", "weak-pending-task", "stuck")
+         "loop-blocked", "loop-self-wait", "nested-loop", "weak-pending-task", "stuck",
+         "thread-lock-cycle")
 OPTIONS = ("--format", "--all", "--all-objects", "--fail-on", "--sysroot", "--help")
 # Options followed by a value (also accepted as --option=VALUE).
 VALUED = ("--format", "--fail-on", "--sysroot")
@@ -30,7 +31,8 @@ SUMMARY = {
 DETAIL = {
     "check": """\
 Prints the diagnoses (await-cycle, lock-cycle, lock-reacquire, wake-cycle,
-all-asleep, loop-blocked, loop-self-wait, nested-loop, weak-pending-task, stuck),
+all-asleep, loop-blocked, loop-self-wait, nested-loop, weak-pending-task, stuck,
+thread-lock-cycle),
 each with its tasks, resources and stacks, then a one-line verdict.
 --fail-on KIND,... narrows which kinds count as found (the status).""",
     "tasks": """\

@@ -31,6 +31,7 @@ struct snarl_session {
     engine_attach_opts sym_opts; /* engine_attach_mem's symbol setup */
     snarl_timing timing;         /* of the last run */
     snarl_summary summary;       /* of the last run */
+    char kinds_hint[256];        /* "kinds: ..." for a bad --fail-on, from ana's own names */
 };
 
 static double snarl_now_ms(void) {
@@ -528,9 +529,13 @@ int snarl_run(snarl_session *s, const snarl_request *req, snarl_sink sink, void 
     unsigned fail_mask = 0;
     if (!snarl_parse_kinds(req->fail_on, &fail_mask)) {
         err_set(&s->err, ERR_USAGE, "--fail-on takes diagnosis kinds: '%s'", req->fail_on);
-        s->err.hint = "kinds: await-cycle, lock-cycle, lock-reacquire, wake-cycle, all-asleep, "
-                      "loop-blocked, loop-self-wait, nested-loop, weak-pending-task, stuck, "
-                      "thread-lock-cycle";
+        /* Built from the analysis's own names, so a new kind is never left out. */
+        size_t at = (size_t)snprintf(s->kinds_hint, sizeof s->kinds_hint, "kinds:");
+        for (int k = 0; k < ANA_KIND_COUNT && at < sizeof s->kinds_hint; k++) {
+            at += (size_t)snprintf(s->kinds_hint + at, sizeof s->kinds_hint - at, "%s %s",
+                                   k ? "," : "", ana_kind_name((ana_kind)k));
+        }
+        s->err.hint = s->kinds_hint;
         return SNARL_STATUS_ERROR;
     }
     uint64_t id = 0;

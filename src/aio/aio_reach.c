@@ -568,9 +568,9 @@ err_t aio_reachability(aio_ctx *c) {
     h->built = e == ERR_OK && !h->incomplete;
     if (e == ERR_OK && h->incomplete) {
         e = aio_warn(m,
-                     "the object graph is incomplete (%s): no task is reported as stuck or as "
-                     "kept alive only by weak references",
-                     h->incomplete);
+                     "the object graph is incomplete (%s, after %zu objects): no task is "
+                     "reported as stuck or as kept alive only by weak references",
+                     h->incomplete, h->objs.len);
     }
     aio_reach_free(&r);
     return e;

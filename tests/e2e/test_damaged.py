@@ -112,7 +112,7 @@ def test_a_gc_list_that_loops_into_itself_ends_at_once_and_is_said(tmp_path):
     # The loop flags nothing as weak-only: the pass says it is incomplete,
     # and it stopped at the loop, not after PY_GC_OBJECTS_MAX objects.
     assert not [d for d in out["diagnoses"] if d["kind"] == "weak-pending-task"]
-    counts = [int(n) for w in out["warnings"] for n in re.findall(r"of (\d+) objects", w)]
+    counts = [int(n) for w in out["warnings"] for n in re.findall(r"after (\d+) objects", w)]
     assert counts and max(counts) < 1000000, out["warnings"]
 
 

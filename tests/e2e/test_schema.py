@@ -86,7 +86,7 @@ def test_the_checker_rejects_broken_documents():
                        "frozen": True},
             "threads": [], "warnings": [],
             "diagnoses": [{"kind": "lock-cycle", "tasks": ["0x10"], "resources": [],
-                           "loop": None, "summary": "x."}]}
+                           "loop": None, "summary": "x.", "details": []}]}
     assert Checker("snarl-1.schema.json").check(good) == []
     breakages = {
         "no target": lambda d: d.pop("target"),
