@@ -208,7 +208,7 @@ ZSHCOMPDIR = $(if $(filter /usr,$(PREFIX)),$(DATADIR)/zsh/vendor-completions,$(D
 PYVERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 PYTHONDIR = $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3,$(PREFIX)/lib/python$(PYVERSION))/dist-packages
 GDBINITDIR = /etc/gdb/gdbinit.d
-DOCS := docs/json.md docs/snarl-1.schema.json docs/snarl-watch-1.schema.json
+DOCS := docs/json.md docs/snarl-1.schema.json docs/snarl-watch-1.schema.json docs/snarl-all-1.schema.json
 
 .PHONY: man install-man install-completion install-pytest install-gdbinit deb FORCE
 
