@@ -174,21 +174,25 @@ static void aio_future_callbacks(aio_ctx *c, uint64_t fut, vec *out) {
     vec_free(&pair);
 }
 
-uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle) {
+uint64_t aio_function_named(aio_ctx *c, const vec *cbs, const char *needle) {
     py_target *t = c->t;
-    vec cbs;
-    vec_init(&cbs, sizeof(uint64_t));
-    aio_future_callbacks(c, fut, &cbs);
-    uint64_t found = 0;
-    for (size_t i = 0; i < cbs.len && !found; i++) {
-        uint64_t cb = *VEC_AT(&cbs, uint64_t, i), type, qn;
+    for (size_t i = 0; i < cbs->len; i++) {
+        uint64_t cb = *VEC_AT(cbs, uint64_t, i), type, qn;
         char buf[128];
         if (py_type_of(t, cb, &type) == ERR_OK && type == t->types.function &&
             mem_read_u64(t->m, cb + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
             py_read_str_buf(t, qn, buf, sizeof buf) == ERR_OK && strstr(buf, needle)) {
-            found = cb;
+            return cb;
         }
     }
+    return 0;
+}
+
+uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle) {
+    vec cbs;
+    vec_init(&cbs, sizeof(uint64_t));
+    aio_future_callbacks(c, fut, &cbs);
+    uint64_t found = aio_function_named(c, &cbs, needle);
     vec_free(&cbs);
     return found;
 }

@@ -89,6 +89,9 @@ err_t aio_layout_init(aio_ctx *c);
 /* The callback of an asyncio future whose function's qualname contains
  * needle, or 0 (aio_chain.c). */
 uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle);
+/* The first of the objects in cbs (uint64_t) that is a Python function
+ * whose qualname contains needle, or 0 (aio_chain.c). */
+uint64_t aio_function_named(aio_ctx *c, const vec *cbs, const char *needle);
 aio_objkind aio_object_kind(aio_ctx *c, uint64_t obj);
 bool aio_is_task(aio_ctx *c, uint64_t obj);
 

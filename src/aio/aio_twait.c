@@ -492,15 +492,7 @@ static uint64_t aio_cf_callback(aio_ctx *c, uint64_t cf, const char *needle) {
     vec_init(&cbs, sizeof(uint64_t));
     if (py_attr(t, cf, "_done_callbacks", &list) == ERR_OK && list &&
         py_list_items(t, list, &cbs) == ERR_OK) {
-        for (size_t i = 0; i < cbs.len && !found; i++) {
-            uint64_t cb = *VEC_AT(&cbs, uint64_t, i), type, qn;
-            char buf[128];
-            if (py_type_of(t, cb, &type) == ERR_OK && type == t->types.function &&
-                mem_read_u64(t->m, cb + (uint64_t)t->L.func_qualname, &qn) == ERR_OK &&
-                py_read_str_buf(t, qn, buf, sizeof buf) == ERR_OK && strstr(buf, needle)) {
-                found = cb;
-            }
-        }
+        found = aio_function_named(c, &cbs, needle);
     }
     vec_free(&cbs);
     return found;
