@@ -34,6 +34,9 @@ int cli_all_main(const snarl_options *opt, const snarl_request *req);
  * another user's executable or mappings, its name decides and *unreadable
  * (if given) is set (cli_proc.c). */
 bool cli_is_python(pid_t pid, bool *unreadable);
+/* A process's state letter (R, S, D, Z...) and parent from
+ * /proc/PID/stat; false when it is gone. */
+bool cli_read_stat(pid_t pid, char *state, pid_t *ppid);
 /* Reads the NUL-separated arguments of pid into buf (cap bytes, NUL
  * terminated, the final separator dropped); returns their length, 0 when
  * /proc has none. */

@@ -86,18 +86,9 @@ static bool all_is_pid(const char *s) {
 
 /* A zombie or a dying process has no memory to read. */
 static bool all_is_alive(pid_t pid) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        return false;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* "PID (COMM) S ...": the name may hold ')' itself, so the last one. */
-    char *close_paren = strrchr(buf, ')');
-    return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' && close_paren[2] != 'X';
+    char state = 0;
+    pid_t ppid;
+    return cli_read_stat(pid, &state, &ppid) && state != 'Z' && state != 'X';
 }
 
 /* The Python processes of /proc, in PID order. */

@@ -72,6 +72,30 @@ bool cli_is_python(pid_t pid, bool *unreadable) {
     return named;
 }
 
+bool cli_read_stat(pid_t pid, char *state, pid_t *ppid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    /* The command name may hold spaces and parentheses: the state comes
+     * after the last ')'. */
+    const char *close_paren = strrchr(buf, ')');
+    int parent = 0;
+    if (!close_paren || sscanf(close_paren + 1, " %c %d", state, &parent) != 2) {
+        return false;
+    }
+    *ppid = (pid_t)parent;
+    return true;
+}
+
 size_t cli_read_cmdline(pid_t pid, char *buf, size_t cap) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);

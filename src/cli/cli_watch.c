@@ -286,28 +286,8 @@ static int watch_parse(int argc, char **argv, watch_opts *o, bool *help) {
 /* ---- the process tree ---- */
 
 static bool watch_read_stat(pid_t pid, watch_proc *p) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) {
-        return false;
-    }
-    buf[n] = '\0';
-    /* The command name may hold spaces and parentheses: the state comes
-     * after the last ')'. */
-    const char *close_paren = strrchr(buf, ')');
-    int ppid = 0;
-    if (!close_paren || sscanf(close_paren + 1, " %c %d", &p->state, &ppid) != 2) {
-        return false;
-    }
     p->pid = pid;
-    p->ppid = ppid;
-    return true;
+    return cli_read_stat(pid, &p->state, &p->ppid);
 }
 
 /* Every process below us, parents before children: one pass over /proc
