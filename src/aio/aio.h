@@ -130,6 +130,10 @@ typedef struct aio_resource {
     uint64_t chained; /* run_in_executor / wrap_future: the concurrent future it mirrors */
 } aio_resource;
 
+/* A zeroed resource with its id, kind and empty lists (aio_model.c frees
+ * them with the model). */
+void aio_resource_init(aio_resource *r, uint64_t id, aio_kind kind);
+
 /* The request a task serves, from an ASGI scope or an aiohttp request in
  * its outermost frames (aio_frameworks.c); empty strings when unknown. */
 typedef struct aio_request {

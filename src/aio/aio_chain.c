@@ -123,16 +123,7 @@ aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
     if (!r || !u64map_put(&c->resource_index, id, m->resources.len - 1)) {
         return NULL;
     }
-    r->id = id;
-    r->kind = kind;
-    vec_init(&r->waiters, sizeof(uint64_t));
-    vec_init(&r->members, sizeof(uint64_t));
-    vec_init(&r->holders, sizeof(uint64_t));
-    vec_init(&r->holder_sites, sizeof(aio_site));
-    vec_init(&r->possible_holders, sizeof(uint64_t));
-    vec_init(&r->resolvers, sizeof(uint64_t));
-    vec_init(&r->thread_holders, sizeof(int64_t));
-    vec_init(&r->thread_waiters, sizeof(int64_t));
+    aio_resource_init(r, id, kind);
     uint64_t type;
     if (py_type_of(c->t, id, &type) == ERR_OK) {
         py_type_name(c->t, type, r->type, sizeof r->type);

@@ -183,6 +183,20 @@ static void aio_frames_free(vec *frames) {
     vec_free(frames);
 }
 
+void aio_resource_init(aio_resource *r, uint64_t id, aio_kind kind) {
+    memset(r, 0, sizeof *r);
+    r->id = id;
+    r->kind = kind;
+    vec_init(&r->waiters, sizeof(uint64_t));
+    vec_init(&r->members, sizeof(uint64_t));
+    vec_init(&r->holders, sizeof(uint64_t));
+    vec_init(&r->holder_sites, sizeof(aio_site));
+    vec_init(&r->possible_holders, sizeof(uint64_t));
+    vec_init(&r->resolvers, sizeof(uint64_t));
+    vec_init(&r->thread_holders, sizeof(int64_t));
+    vec_init(&r->thread_waiters, sizeof(int64_t));
+}
+
 void aio_model_free(aio_model *model) {
     for (size_t i = 0; i < model->threads.len; i++) {
         aio_frames_free(&VEC_AT(&model->threads, aio_thread, i)->frames);

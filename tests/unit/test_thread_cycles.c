@@ -43,17 +43,7 @@ static aio_thread *tm_thread(tm *b, int64_t native, const char *name, aio_kind k
 static aio_resource *tm_res(tm *b, uint64_t id, aio_kind kind) {
     aio_resource *r = vec_push(&b->m.resources);
     if (r) {
-        memset(r, 0, sizeof *r);
-        r->id = id;
-        r->kind = kind;
-        vec_init(&r->waiters, sizeof(uint64_t));
-        vec_init(&r->members, sizeof(uint64_t));
-        vec_init(&r->holders, sizeof(uint64_t));
-        vec_init(&r->holder_sites, sizeof(aio_site));
-        vec_init(&r->possible_holders, sizeof(uint64_t));
-        vec_init(&r->resolvers, sizeof(uint64_t));
-        vec_init(&r->thread_holders, sizeof(int64_t));
-        vec_init(&r->thread_waiters, sizeof(int64_t));
+        aio_resource_init(r, id, kind);
     }
     return r;
 }
