@@ -52,24 +52,32 @@ def ids(ps):
     return [p.label for p in ps]
 
 
+def the_cycle(out, doc, kind, tasks, resources):
+    """The one diagnosis of kind, which must name exactly tasks and
+    resources (the sample's truth); and the resources by id."""
+    assert out.returncode == 1, out.stderr.decode()
+    cycles = [d for d in doc["diagnoses"] if d["kind"] == kind]
+    assert len(cycles) == 1, doc["diagnoses"]
+    assert sorted(cycles[0]["tasks"]) == sorted(tasks)
+    assert sorted(cycles[0]["resources"]) == sorted(resources)
+    return cycles[0], {r["id"]: r for r in doc["resources"]}
+
+
 @pytest.mark.skipif(not FASTAPI, reason="no interpreter with fastapi and uvicorn "
                                         "(python3-fastapi, python3-uvicorn in the chroot)")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("py", FASTAPI, ids=ids(FASTAPI))
 def test_fastapi_lock_cycle_is_named_by_its_requests(py, mode, snarl, tmp_path):
     truth, out, doc, text = check(py, "fastapi_deadlock.py", tmp_path, mode)
-    assert out.returncode == 1, out.stderr.decode()
-    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
-    assert len(cycles) == 1, doc["diagnoses"]
     handlers = truth["handlers"]
-    assert sorted(cycles[0]["tasks"]) == sorted(h["task"] for h in handlers.values())
-    assert sorted(cycles[0]["resources"]) == truth["locks"]
+    cycle, _ = the_cycle(out, doc, "lock-cycle", [h["task"] for h in handlers.values()],
+                         truth["locks"])
     tasks = {t["id"]: t for t in doc["tasks"]}
     for h in handlers.values():
         want = {"method": h["method"], "path": h["path"], "client": h["client"]}
         assert tasks[h["task"]]["request"] == want
         # The summary and the text report say which request each task serves.
-        assert "[GET %s from %s]" % (h["path"], h["client"]) in cycles[0]["summary"]
+        assert "[GET %s from %s]" % (h["path"], h["client"]) in cycle["summary"]
         assert "[GET %s from %s]" % (h["path"], h["client"]) in text
     # Only the handlers serve requests: uvicorn's other tasks show none.
     served = {t["id"] for t in doc["tasks"] if t["request"]}
@@ -111,12 +119,7 @@ def test_a_healthy_uvicorn_server_under_load_reports_nothing(py, snarl, tmp_path
 @pytest.mark.parametrize("py", ANYIO, ids=ids(ANYIO))
 def test_anyio_locks_in_opposite_order_are_a_lock_cycle_with_holders(py, mode, snarl, tmp_path):
     truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["locks"])
-    assert out.returncode == 1, out.stderr.decode()
-    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
-    assert len(cycles) == 1, doc["diagnoses"]
-    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
-    assert sorted(cycles[0]["resources"]) == truth["locks"]
-    resources = {r["id"]: r for r in doc["resources"]}
+    cycle, resources = the_cycle(out, doc, "lock-cycle", truth["tasks"], truth["locks"])
     for lock, owner in truth["owners"].items():
         assert resources[lock]["type"] == "anyio.Lock"
         assert resources[lock]["kind"] == "lock"
@@ -124,7 +127,7 @@ def test_anyio_locks_in_opposite_order_are_a_lock_cycle_with_holders(py, mode, s
     # start_soon(..., name=) names the asyncio tasks.
     names = sorted(t["name"] for t in doc["tasks"] if t["id"] in truth["tasks"])
     assert names == truth["names"] == ["left", "right"]
-    assert "'left'" in cycles[0]["summary"] and "'right'" in cycles[0]["summary"]
+    assert "'left'" in cycle["summary"] and "'right'" in cycle["summary"]
 
 
 @pytest.mark.skipif(not ANYIO, reason="no interpreter with anyio")
@@ -132,12 +135,7 @@ def test_anyio_locks_in_opposite_order_are_a_lock_cycle_with_holders(py, mode, s
 @pytest.mark.parametrize("py", ANYIO, ids=ids(ANYIO))
 def test_anyio_capacity_limiters_in_opposite_order_are_a_lock_cycle(py, mode, snarl, tmp_path):
     truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["limiters"])
-    assert out.returncode == 1, out.stderr.decode()
-    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
-    assert len(cycles) == 1, doc["diagnoses"]
-    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
-    assert sorted(cycles[0]["resources"]) == truth["limiters"]
-    resources = {r["id"]: r for r in doc["resources"]}
+    cycle, resources = the_cycle(out, doc, "lock-cycle", truth["tasks"], truth["limiters"])
     for limiter, borrowers in truth["borrowers"].items():
         assert resources[limiter]["type"] == "anyio.CapacityLimiter"
         assert resources[limiter]["holders"] == borrowers
@@ -196,11 +194,7 @@ def test_anyio_receiver_whose_sender_is_gone_waits_on_the_stream(py, mode, snarl
 def test_anyio_streams_whose_senders_only_the_other_receiver_holds_are_a_wake_cycle(
         py, mode, snarl, tmp_path):
     truth, out, doc, text = check(py, "anyio_stuck.py", tmp_path, mode, ["ring"])
-    assert out.returncode == 1, out.stderr.decode()
-    cycles = [d for d in doc["diagnoses"] if d["kind"] == "wake-cycle"]
-    assert len(cycles) == 1, doc["diagnoses"]
-    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
-    assert sorted(cycles[0]["resources"]) == truth["streams"]
+    the_cycle(out, doc, "wake-cycle", truth["tasks"], truth["streams"])
     for stream in (r for r in doc["resources"] if r["id"] in truth["streams"]):
         assert stream["type"] == "anyio.MemoryObjectStream"
         # Its only resolver is the other player, who holds its send end.
@@ -237,12 +231,8 @@ def test_httpx_pool_held_by_its_own_waiter_is_a_self_wait(py, mode, snarl, tmp_p
 @pytest.mark.parametrize("py", HTTPX, ids=ids(HTTPX))
 def test_httpx_pool_and_a_lock_in_a_ring_are_a_lock_cycle(py, mode, snarl, tmp_path):
     truth, out, doc, text = check(py, "httpx_pool_self_wait.py", tmp_path, mode, ["cycle"])
-    assert out.returncode == 1, out.stderr.decode()
-    cycles = [d for d in doc["diagnoses"] if d["kind"] == "lock-cycle"]
-    assert len(cycles) == 1, doc["diagnoses"]
-    assert sorted(cycles[0]["tasks"]) == truth["tasks"]
-    assert sorted(cycles[0]["resources"]) == sorted([truth["lock"], truth["pool"]])
-    assert "httpcore.AsyncConnectionPool" in cycles[0]["summary"]
+    cycle, _ = the_cycle(out, doc, "lock-cycle", truth["tasks"], [truth["lock"], truth["pool"]])
+    assert "httpcore.AsyncConnectionPool" in cycle["summary"]
     assert not [d for d in doc["diagnoses"] if d["kind"] == "lock-reacquire"]
 
 
