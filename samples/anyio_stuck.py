@@ -42,8 +42,9 @@ def tid():
     return hex(id(asyncio.current_task()))
 
 
-async def locks(tg, truth):
-    a, b = anyio.Lock(), anyio.Lock()
+async def opposite_order(tg, a, b, waiting):
+    """Tasks 'left' and 'right' take a then b, and b then a; returns the
+    two tasks once waiting(x) says both wait."""
     holding = []
 
     async def worker(first, second):
@@ -56,8 +57,14 @@ async def locks(tg, truth):
 
     tg.start_soon(worker, a, b, name="left")
     tg.start_soon(worker, b, a, name="right")
-    while not (a._waiters and b._waiters):
+    while not (waiting(a) and waiting(b)):
         await anyio.sleep(0.01)
+    return holding
+
+
+async def locks(tg, truth):
+    a, b = anyio.Lock(), anyio.Lock()
+    holding = await opposite_order(tg, a, b, lambda x: x._waiters)
     truth["tasks"] = sorted(holding)
     truth["locks"] = sorted(hex(id(x)) for x in (a, b))
     truth["owners"] = {hex(id(x)): hex(id(x._owner_task)) for x in (a, b)}
@@ -115,20 +122,7 @@ async def ring(tg, truth):
 
 async def limiters(tg, truth):
     a, b = anyio.CapacityLimiter(1), anyio.CapacityLimiter(1)
-    holding = []
-
-    async def worker(first, second):
-        async with first:
-            holding.append(tid())
-            while len(holding) < 2:
-                await anyio.sleep(0.01)
-            async with second:
-                pass
-
-    tg.start_soon(worker, a, b, name="left")
-    tg.start_soon(worker, b, a, name="right")
-    while not (a._wait_queue and b._wait_queue):
-        await anyio.sleep(0.01)
+    holding = await opposite_order(tg, a, b, lambda x: x._wait_queue)
     truth["tasks"] = sorted(holding)
     truth["limiters"] = sorted(hex(id(x)) for x in (a, b))
     truth["borrowers"] = {hex(id(x)): [hex(id(t)) for t in x._borrowers] for x in (a, b)}
