@@ -82,6 +82,9 @@ static void aio_ctx_free(aio_ctx *c) {
 
 static err_t aio_index_tasks(aio_ctx *c) {
     u64map_free(&c->task_index);
+    if (!u64map_reserve(&c->task_index, c->model->tasks.len)) {
+        return ERR_NOMEM;
+    }
     for (size_t i = 0; i < c->model->tasks.len; i++) {
         if (!u64map_put(&c->task_index, VEC_AT(&c->model->tasks, aio_task, i)->id, i)) {
             return ERR_NOMEM;

@@ -217,6 +217,22 @@ void *vec_push(vec *v) {
     return e;
 }
 
+bool vec_reserve(vec *v, size_t n) {
+    if (n <= v->cap) {
+        return true;
+    }
+    if (n > SIZE_MAX / v->elem) {
+        return false;
+    }
+    void *d = util_realloc(v->data, n * v->elem);
+    if (!d) {
+        return false;
+    }
+    v->data = d;
+    v->cap = n;
+    return true;
+}
+
 bool u64vec_push(vec *v, uint64_t x) {
     uint64_t *slot = vec_push(v);
     if (slot) {
@@ -530,8 +546,8 @@ void u64map_free(u64map *m) {
     u64map_init(m);
 }
 
-static bool u64map_grow(u64map *m) {
-    size_t cap = m->cap ? m->cap * 2 : 64;
+/* Rehashes into cap slots (a power of two, more than twice the count). */
+static bool u64map_rehash(u64map *m, size_t cap) {
     uint64_t *slots = util_calloc(cap, 2 * sizeof *slots);
     if (!slots) {
         return false;
@@ -553,6 +569,21 @@ static bool u64map_grow(u64map *m) {
     return true;
 }
 
+static bool u64map_grow(u64map *m) {
+    return u64map_rehash(m, m->cap ? m->cap * 2 : 64);
+}
+
+bool u64map_reserve(u64map *m, size_t n) {
+    size_t cap = m->cap ? m->cap : 64;
+    while (cap / 2 < n + 1) {
+        if (cap > SIZE_MAX / 4) {
+            return false;
+        }
+        cap *= 2;
+    }
+    return cap == m->cap || u64map_rehash(m, cap);
+}
+
 bool u64map_put(u64map *m, uint64_t key, uint64_t value) {
     if ((m->count + 1) * 2 > m->cap && !u64map_grow(m)) {
         return false;
@@ -567,6 +598,12 @@ bool u64map_put(u64map *m, uint64_t key, uint64_t value) {
     }
     m->slots[2 * j + 1] = value;
     return true;
+}
+
+void u64map_prefetch(const u64map *m, uint64_t key) {
+    if (m->cap) {
+        __builtin_prefetch(&m->slots[2 * u64set_slot(key, m->cap)]);
+    }
 }
 
 bool u64map_get(const u64map *m, uint64_t key, uint64_t *value) {

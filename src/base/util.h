@@ -60,6 +60,9 @@ void vec_free(vec *v);
 /* Appends one zeroed element and returns it, or NULL when out of memory. */
 void *vec_push(vec *v);
 #define VEC_AT(v, type, i) (&((type *)(v)->data)[i])
+/* Room for n elements in all, so that pushes up to n do not grow it (one
+ * copy where doubling makes a dozen); false on allocation failure. */
+bool vec_reserve(vec *v, size_t n);
 
 /* Vectors of uint64_t ids (tasks, resources); false on allocation failure. */
 bool u64vec_push(vec *v, uint64_t x);
@@ -93,6 +96,14 @@ void u64map_init(u64map *m);
 void u64map_free(u64map *m);
 /* Sets key to value; false on allocation failure. */
 bool u64map_put(u64map *m, uint64_t key, uint64_t value);
+/* Room for n keys in all without growing: a table sized once when the
+ * count is known (the heap index) is filled without a rehash; false on
+ * allocation failure. */
+bool u64map_reserve(u64map *m, size_t n);
+/* Starts loading the slot of key into the cache: a batch of lookups into
+ * a table larger than the cache (the heap index) waits for its misses
+ * together instead of one after the other. */
+void u64map_prefetch(const u64map *m, uint64_t key);
 /* The value of key, or false when absent. */
 bool u64map_get(const u64map *m, uint64_t key, uint64_t *value);
 
