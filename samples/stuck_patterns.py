@@ -21,6 +21,15 @@ Stuck (task names start with "stuck:"), after Go's catalogue:
   condition       waiters on a Condition whose notifier returned
   lock-holder     a task inside `async with lock` waits on a future
                   nobody else holds; two readers queue on the lock
+  dead-worker     a coordinator waits in Queue.join() for a job whose only
+                  worker died with an exception (task_done() never comes);
+                  the dead worker task is kept beside the queue, and its
+                  exception's traceback still holds the worker's frame,
+                  whose locals hold the queue: data, not something that
+                  can run
+  dead-holder     a task took a Lock with acquire() and died before
+                  release(); two readers queue on it, and a gatherer
+                  waits for them (one group: the gather and its children)
 
 Controls (names start with "live:"), nothing to report:
   global          an Event reachable from a module global, set by nobody
@@ -179,6 +188,43 @@ def lock_holder(form):
         spawn(lock_reader(box), "stuck:lock-holder:%s:reader%d" % (form, i))
 
 
+async def failing_worker(box):
+    item = await box.prim().get()
+    raise ValueError("cannot handle %r" % (item,))  # no task_done()
+
+
+async def coordinator(box):
+    await box.prim().put("job")
+    await box.prim().join()
+
+
+def dead_worker(form):
+    box = Box(form, asyncio.Queue)
+    dead = spawn(failing_worker(box), "done:dead-worker:%s:worker" % form)
+    dead.add_done_callback(lambda t: t.exception())  # it died, as intended
+    box.workers = [dead]
+    spawn(coordinator(box), "stuck:dead-worker:%s:coordinator" % form)
+
+
+async def dying_holder(box):
+    await box.prim().acquire()
+    raise RuntimeError("the backend is down")  # no release()
+
+
+async def gatherer(readers):
+    await asyncio.gather(*readers)
+
+
+def dead_holder(form):
+    box = Box(form, asyncio.Lock)
+    dead = spawn(dying_holder(box), "done:dead-holder:%s:holder" % form)
+    dead.add_done_callback(lambda t: t.exception())  # it died, as intended
+    box.holders = [dead]
+    readers = [spawn(lock_reader(box), "stuck:dead-holder:%s:reader%d" % (form, i))
+               for i in range(2)]
+    spawn(gatherer(readers), "stuck:dead-holder:%s:gatherer" % form)
+
+
 async def ticker():
     global ticks
     while True:
@@ -244,6 +290,8 @@ async def main(truth_path):
         rpc_dict(form)
         condition(form)
         lock_holder(form)
+        dead_worker(form)
+        dead_holder(form)
     controls(keep)
     tick = asyncio.get_running_loop().create_task(ticker(), name="live:ticker")
     await asyncio.sleep(0.3)

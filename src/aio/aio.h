@@ -214,6 +214,9 @@ typedef struct aio_loop {
 #define AIO_HO_NOCOUNT 2u /* immortal or unreadable header: its count says nothing */
 #define AIO_HO_LEGACY 4u  /* a tp_del finalizer: its cyclic garbage lives on in gc.garbage */
 #define AIO_HO_OPAQUE 8u  /* its references could not be read: what it holds stays counted */
+/* A weakref in a task registry (the WeakSet behind asyncio.all_tasks()):
+ * through it live code gets the pending tasks, never a finished one. */
+#define AIO_HO_REGISTRY 16u
 
 /* A task as the graph sees it (parallel to aio_model.tasks). */
 typedef struct aio_heap_task {

@@ -57,6 +57,7 @@ typedef struct aio_ctx {
      * holding a request; stream types; references to memory streams. */
     u64map fw_types, fw_req_codes, fw_stream_types;
     vec fw_stream_refs; /* aio_fw_ref */
+    u64set registry_sets; /* the `data` sets of the task registries' WeakSets */
     bool fw_streams;    /* a memory stream is among the resources */
 } aio_ctx;
 

@@ -78,6 +78,7 @@ static void aio_ctx_free(aio_ctx *c) {
     u64map_free(&c->fw_req_codes);
     u64map_free(&c->fw_stream_types);
     vec_free(&c->fw_stream_refs);
+    u64set_free(&c->registry_sets);
 }
 
 static err_t aio_index_tasks(aio_ctx *c) {

@@ -285,10 +285,10 @@ static err_t aio_reach_edges(aio_reach *r) {
     size_t n = h->objs.len;
     u64map passive_of; /* 1 + task object index -> passive edge count */
     u64map_init(&passive_of);
-    uint32_t *start = vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
-                              vec_reserve(&h->edge_start, n + 1)
-                          ? vec_push(&h->edge_start)
-                          : NULL;
+    uint32_t *start =
+        vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) && vec_reserve(&h->edge_start, n + 1)
+            ? vec_push(&h->edge_start)
+            : NULL;
     if (!start) {
         return ERR_NOMEM;
     }
@@ -393,6 +393,24 @@ static err_t aio_reach_root(aio_reach *r, uint64_t ref) {
         return ERR_OK;
     }
     return aio_u32_push(&r->h->extra_roots, i) ? ERR_OK : ERR_NOMEM;
+}
+
+/* Flags the weakrefs the task registries' sets hold (AIO_HO_REGISTRY). */
+static void aio_reach_registries(aio_reach *r) {
+    aio_heap *h = r->h;
+    const u64set *sets = &r->c->registry_sets;
+    for (size_t k = 0; k < sets->cap; k++) {
+        uint32_t i = sets->keys[k] ? aio_heap_find(h, sets->keys[k]) : AIO_HEAP_NONE;
+        if (i == AIO_HEAP_NONE) {
+            continue;
+        }
+        uint32_t from = *VEC_AT(&h->edge_start, uint32_t, i);
+        uint32_t to = *VEC_AT(&h->edge_start, uint32_t, i + 1);
+        for (uint32_t j = from; j < to; j++) {
+            uint32_t ref = *VEC_AT(&h->edges, uint32_t, j) & AIO_EDGE_INDEX;
+            *VEC_AT(&h->flags, uint8_t, ref) |= AIO_HO_REGISTRY;
+        }
+    }
 }
 
 /* Roots the counts cannot show: what thread frames hold (3.14+ frames may
@@ -586,6 +604,7 @@ err_t aio_reachability(aio_ctx *c) {
         e = aio_reach_edges(&r);
     }
     if (e == ERR_OK && !h->incomplete) {
+        aio_reach_registries(&r);
         e = aio_reach_extra_roots(&r);
     }
     if (e == ERR_LIMIT) {

@@ -27,6 +27,9 @@ static err_t aio_weakset_each(aio_ctx *c, uint64_t weakset, const char *how) {
     if (!weakset || py_attr(t, weakset, "data", &data) != ERR_OK || !data) {
         return ERR_OK;
     }
+    if (u64set_add(&c->registry_sets, data) < 0) {
+        return ERR_NOMEM;
+    }
     vec refs;
     vec_init(&refs, sizeof(uint64_t));
     err_t e = py_set_items(t, data, &refs);
@@ -137,9 +140,8 @@ err_t aio_find_tasks(aio_ctx *c) {
             if (mem_read_u64(t->m, state + (uint64_t)c->A.st_non_asyncio_tasks, &set) == ERR_OK) {
                 e = aio_weakset_each(c, set, "registry");
             }
-            if (e == ERR_OK &&
-                mem_read_u64(t->m, state + (uint64_t)c->A.st_non_asyncio_eager_tasks, &set) ==
-                    ERR_OK) {
+            if (e == ERR_OK && mem_read_u64(t->m, state + (uint64_t)c->A.st_non_asyncio_eager_tasks,
+                                            &set) == ERR_OK) {
                 e = aio_set_each(c, set, "registry");
             }
         }
@@ -151,9 +153,8 @@ err_t aio_find_tasks(aio_ctx *c) {
         if (truncated) {
             aio_warn(m, "the GC lists are damaged or too long; the heap scan is incomplete");
         }
-        m->tasks_found_by = c->A.ts_tasks_head != PY_NONE
-                                ? "task lists, registries and the GC heap"
-                                : "registries and the GC heap";
+        m->tasks_found_by = c->A.ts_tasks_head != PY_NONE ? "task lists, registries and the GC heap"
+                                                          : "registries and the GC heap";
         if (e == ERR_READ) {
             aio_warn(m, "the GC lists are unreadable; no heap scan");
             e = ERR_OK;
@@ -199,8 +200,7 @@ static char *aio_created_at(aio_ctx *c, uint64_t tb) {
                 py_read_str_buf(t, file, fbuf, sizeof fbuf) != ERR_OK) {
                 break;
             }
-            if (strstr(fbuf, "/asyncio/") ||
-                py_slot(t, fs, "lineno", &lineno) != ERR_OK ||
+            if (strstr(fbuf, "/asyncio/") || py_slot(t, fs, "lineno", &lineno) != ERR_OK ||
                 py_read_long(t, lineno, &line) != ERR_OK) {
                 continue;
             }
@@ -284,8 +284,10 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
             uint64_t by = rd_u64(b, (size_t)A->fut_awaited_by);
             if (by && rd_u8(b, (size_t)A->fut_awaited_by_is_set)) {
                 if (py_set_items(t, by, &task->awaited_by_interp) != ERR_OK) {
-                    aio_warn(c->model, "the interpreter's awaited-by record of task 0x%llx is "
-                                       "unreadable", (unsigned long long)addr);
+                    aio_warn(c->model,
+                             "the interpreter's awaited-by record of task 0x%llx is "
+                             "unreadable",
+                             (unsigned long long)addr);
                 }
             } else if (by && !u64vec_push(&task->awaited_by_interp, by)) {
                 return ERR_NOMEM;

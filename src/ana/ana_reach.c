@@ -34,8 +34,9 @@ typedef struct ana_reach {
     uint32_t *wake_next; /* per task: the next task blocked on the same future */
     uint32_t *dep_head;  /* per task: 1 + first task that awaits it, 0 if none */
     uint32_t *dep_next;
-    vec stack;  /* uint32_t objects to expand */
-    vec tstack; /* uint32_t tasks to activate */
+    u64set finished; /* 1 + object index of each finished task */
+    vec stack;       /* uint32_t objects to expand */
+    vec tstack;      /* uint32_t tasks to activate */
 } ana_reach;
 
 static const uint32_t *ana_edges(const aio_heap *h, uint32_t i, uint32_t *n) {
@@ -61,6 +62,7 @@ static void ana_reach_free(ana_reach *r) {
     util_free(r->dep_head);
     util_free(r->dep_next);
     u64map_free(&r->wake_head);
+    u64set_free(&r->finished);
     vec_free(&r->stack);
     vec_free(&r->tstack);
 }
@@ -139,7 +141,16 @@ static err_t ana_weak_pass(ana_reach *r, ana_result *out) {
     return e;
 }
 
-/* A task that waits for nothing the graph can name runs, or may: a root. */
+/* A finished task runs nothing again: its object is data (a result, an
+ * exception whose traceback holds its last frame), followed like any other
+ * object when something reaches it, and no root. Its done callbacks, if any
+ * are still to run, sit in the loop's ready queue, which is reached. */
+static bool ana_finished(const aio_task *t) {
+    return t->state == AIO_STATE_DONE || t->state == AIO_STATE_CANCELLED;
+}
+
+/* A task that waits for nothing the graph can name runs, or may: a root
+ * (so is one whose state could not be read). */
 static bool ana_may_run(const aio_heap_task *ht, const aio_task *t) {
     return t->state != AIO_STATE_PENDING || t->running_thread || t->waits_kind == AIO_KIND_NONE ||
            ht->obj == AIO_HEAP_NONE || ht->wake == AIO_HEAP_NONE;
@@ -233,13 +244,20 @@ static err_t ana_stuck_setup(ana_reach *r) {
     }
     for (size_t t = 0; t < nt; t++) {
         const aio_heap_task *ht = VEC_AT(&h->tasks, aio_heap_task, t);
+        r->wake_next[t] = AIO_HEAP_NONE;
+        if (ana_finished(VEC_AT(&m->tasks, aio_task, t))) {
+            /* Owned by no task: plain data. */
+            if (ht->obj != AIO_HEAP_NONE && u64set_add(&r->finished, (uint64_t)ht->obj + 1) < 0) {
+                return ERR_NOMEM;
+            }
+            continue;
+        }
         if (ht->obj != AIO_HEAP_NONE) {
             r->owner[ht->obj] = (uint32_t)t | ANA_OWN_TASKOBJ;
         }
         for (uint32_t k = 0; k < ht->nchain; k++) {
             r->owner[*VEC_AT(&h->chain, uint32_t, ht->chain + k)] = (uint32_t)t;
         }
-        r->wake_next[t] = AIO_HEAP_NONE;
     }
     u64set timed;
     u64set_init(&timed);
@@ -247,6 +265,9 @@ static err_t ana_stuck_setup(ana_reach *r) {
     for (size_t t = 0; t < nt && e == ERR_OK; t++) {
         const aio_heap_task *ht = VEC_AT(&h->tasks, aio_heap_task, t);
         const aio_task *task = VEC_AT(&m->tasks, aio_task, t);
+        if (ana_finished(task)) {
+            continue;
+        }
         if (ana_may_run(ht, task) || u64set_has(&timed, task->id)) {
             e = ana_push32(&r->tstack, (uint32_t)t) ? ERR_OK : ERR_NOMEM;
             continue;
@@ -254,7 +275,9 @@ static err_t ana_stuck_setup(ana_reach *r) {
         uint32_t own = r->owner[ht->wake];
         if (own != AIO_HEAP_NONE && (own & ANA_OWN_TASKOBJ)) {
             /* It awaits a task: that task finishing wakes it, not someone
-             * merely holding it. */
+             * merely holding it. (One that has finished is owned by no
+             * task: reaching it, as the ready queue's wake-up does, wakes
+             * this one, as for a future.) */
             uint32_t u = own & ANA_OWN_INDEX;
             r->dep_next[t] = r->dep_head[u];
             r->dep_head[u] = (uint32_t)t + 1;
@@ -275,6 +298,7 @@ static err_t ana_stuck_setup(ana_reach *r) {
  * the interpreter), what threads' frames hold, and the tasks that run. */
 static err_t ana_stuck_pass(ana_reach *r, ana_result *out) {
     const aio_heap *h = r->h;
+    const uint8_t *flags = h->flags.data;
     if (r->n) {
         memset(r->mark, 0, r->n);
     }
@@ -296,8 +320,16 @@ static err_t ana_stuck_pass(ana_reach *r, ana_result *out) {
         uint32_t i = *VEC_AT(&r->stack, uint32_t, --r->stack.len), n;
         const uint32_t *edges = ana_edges(h, i, &n);
         n = ana_followed(r, i, n);
+        bool registry = flags[i] & AIO_HO_REGISTRY;
         for (uint32_t k = 0; k < n && e == ERR_OK; k++) {
-            e = ana_mark(r, edges[k] & AIO_EDGE_INDEX);
+            uint32_t j = edges[k] & AIO_EDGE_INDEX;
+            /* all_tasks() hands out pending tasks only: a finished task
+             * (its exception, the traceback's frames and their locals) is
+             * not reached through the registry. */
+            if (!(registry && (edges[k] & AIO_EDGE_WEAK) &&
+                  u64set_has(&r->finished, (uint64_t)j + 1))) {
+                e = ana_mark(r, j);
+            }
         }
     }
     for (size_t t = 0; t < r->m->tasks.len && e == ERR_OK; t++) {
@@ -476,8 +508,68 @@ static int64_t ana_holding_task(const ana_stuck *s, uint32_t obj) {
     return -1;
 }
 
-/* "Queue 0x.. (waited on by 'w'): nothing still able to run references
- * it; only task 'p''s frame and a Service object in task 'w''s frame do." */
+/* ", only the frames of 'a' and 'b' (through a Service object) and a dict
+ * object nothing able to run reaches, none of which can run": the
+ * referrers of one wait, each stuck task and each other type once. */
+static void ana_referrers(const ana_stuck *s, sbuf *b, const uint32_t *refs) {
+    const ana_graph *g = &s->c->g;
+    int64_t tasks[ANA_REFERRERS_MAX];
+    const char *via = NULL, *others[ANA_REFERRERS_MAX];
+    size_t nt = 0, no = 0;
+    for (size_t j = 0; j < ANA_REFERRERS_MAX && refs[j] != AIO_HEAP_NONE; j++) {
+        uint32_t own = s->owner[refs[j]];
+        if (own != AIO_HEAP_NONE && (own & ANA_OWN_TASKOBJ)) {
+            continue; /* a task's fut_waiter: its own wait */
+        }
+        int64_t t = ana_holding_task(s, refs[j]);
+        const char *type = t >= 0 && own != AIO_HEAP_NONE ? NULL : ana_type_name(s->h, refs[j]);
+        size_t k = 0;
+        if (t >= 0) {
+            while (k < nt && tasks[k] != t) {
+                k++;
+            }
+            tasks[k == nt ? nt++ : k] = t;
+            /* The object that tells: a Service, not the bound method or
+             * the cell that leads to it. */
+            if (type && (!via || strcmp(via, "method") == 0 || strcmp(via, "cell") == 0)) {
+                via = type;
+            }
+        } else {
+            while (k < no && strcmp(others[k], type) != 0) {
+                k++;
+            }
+            others[k == no ? no++ : k] = type;
+        }
+    }
+    if (!nt && !no) {
+        return;
+    }
+    sbuf_adds(b, ", only ");
+    for (size_t k = 0; k < nt; k++) {
+        sbuf_adds(b, k         ? (k + 1 == nt ? " and " : ", ")
+                     : nt == 1 ? "the frame of "
+                               : "the frames of ");
+        ana_name(b, ana_task(g, (size_t)tasks[k]));
+    }
+    if (via) {
+        sbuf_printf(b, " (through a %s object)", via);
+    }
+    for (size_t k = 0; k < no; k++) {
+        sbuf_printf(b, "%s%s %s object",
+                    k    ? ", "
+                    : nt ? " and "
+                         : "",
+                    strchr("aeiouAEIOU", others[k][0]) ? "an" : "a", others[k]);
+    }
+    if (no) {
+        sbuf_adds(b, " nothing able to run reaches");
+    }
+    sbuf_adds(b, ", none of which can run");
+}
+
+/* "Queue 0x.. (awaited by 'w'): nothing still able to run references it,
+ * only the frames of 'w' and 'p' (through a Service object), none of which
+ * can run." */
 static err_t ana_stuck_detail(ana_stuck *s, ana_diagnosis *d, const aio_task *waiter,
                               uint32_t obj) {
     const ana_graph *g = &s->c->g;
@@ -506,27 +598,7 @@ static err_t ana_stuck_detail(ana_stuck *s, ana_diagnosis *d, const aio_task *wa
         sbuf_adds(&b, "): nothing still able to run references it");
         uint64_t slot;
         if (obj != AIO_HEAP_NONE && u64map_get(&s->target, (uint64_t)obj + 1, &slot)) {
-            const uint32_t *refs = (const uint32_t *)s->refs.data + (slot - 1) * ANA_REFERRERS_MAX;
-            size_t shown = 0;
-            for (size_t j = 0; j < ANA_REFERRERS_MAX && refs[j] != AIO_HEAP_NONE; j++) {
-                int64_t t = ana_holding_task(s, refs[j]);
-                uint32_t own = s->owner[refs[j]];
-                if (own != AIO_HEAP_NONE && (own & ANA_OWN_TASKOBJ)) {
-                    continue; /* a task's fut_waiter: its own wait */
-                }
-                sbuf_adds(&b, shown++ ? "; " : ", only ");
-                if (t >= 0 && own != AIO_HEAP_NONE) {
-                    sbuf_adds(&b, "the frame of ");
-                    ana_name(&b, ana_task(g, (size_t)t));
-                } else if (t >= 0) {
-                    sbuf_printf(&b, "a %s object in the frame of ", ana_type_name(s->h, refs[j]));
-                    ana_name(&b, ana_task(g, (size_t)t));
-                } else {
-                    sbuf_printf(&b, "a %s object nothing able to run reaches",
-                                ana_type_name(s->h, refs[j]));
-                }
-            }
-            sbuf_adds(&b, shown ? ", none of which can run, do" : "");
+            ana_referrers(s, &b, (const uint32_t *)s->refs.data + (slot - 1) * ANA_REFERRERS_MAX);
         }
     }
     sbuf_adds(&b, ".");
@@ -709,6 +781,17 @@ err_t ana_report_stuck(ana_ctx *c) {
         if (task->waits_kind == AIO_KIND_TASK && ana_node_of_task(&c->g, task->waits_on, &node) &&
             (out->task_flags[node] & ANA_TASK_STUCK)) {
             ana_union(s.parent, (uint32_t)t, (uint32_t)node);
+        }
+        /* A gather, TaskGroup or shield: with its stuck children. */
+        uint64_t ri;
+        if (task->waits_kind != AIO_KIND_TASK && u64map_get(&c->g.res_index, task->waits_on, &ri)) {
+            const vec *kids = &VEC_AT(&m->resources, aio_resource, ri)->members;
+            for (size_t k = 0; k < kids->len; k++) {
+                if (ana_node_of_task(&c->g, *VEC_AT(kids, uint64_t, k), &node) &&
+                    (out->task_flags[node] & ANA_TASK_STUCK)) {
+                    ana_union(s.parent, (uint32_t)t, (uint32_t)node);
+                }
+            }
         }
         uint64_t v;
         if (!task->waits_on) {

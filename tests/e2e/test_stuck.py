@@ -5,7 +5,8 @@ uvloop's.
 samples/stuck_patterns.py builds each stuck pattern (a queue nobody will
 feed, a one-slot race, a dropped go-ahead future, an RPC dict whose reader
 died, a Condition whose notifier returned, readers behind a holder that
-waits forever) with its primitive in an attribute, a dict, a list and a
+waits forever, a Queue.join() whose only worker died: a finished task is
+data, not a root, even with the queue in its traceback) with its primitive in an attribute, a dict, a list and a
 closure, every task strongly held, beside controls that can still be woken
 (a global, a live setter, a timer, a socket, another thread). Its truth is
 the interpreter's: which tasks it left blocked, checked not to move while
@@ -67,6 +68,9 @@ def _verify(truth, doc):
     groups = [sorted(names[i] for i in d["tasks"]) for d in doc["diagnoses"]]
     race = [g for g in groups if any(n.startswith("race:one-slot-race:attr:") for n in g)]
     assert len(race) == 1 and len(race[0]) == 3, race
+    # ... and so is a gather with its stuck children.
+    held = [g for g in groups if any(n.startswith("stuck:dead-holder:attr:") for n in g)]
+    assert len(held) == 1 and len(held[0]) == 3, held
 
 
 def _run(python, mode, tmp_path, args=()):
