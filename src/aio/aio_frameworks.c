@@ -352,8 +352,7 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
             py_frame pf;
             const py_code *code;
             if (!f->function || aio_fw_library_file(f->file) ||
-                py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
-                py_code_get(t, pf.code, &code) != ERR_OK) {
+                py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code) {
                 continue;
             }
             for (int s = 0; s < code->nlocalsplus && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
@@ -677,7 +676,7 @@ err_t aio_fw_request(aio_ctx *c, aio_task *task) {
         py_frame pf;
         uint64_t how, obj;
         aio_request req;
-        if (!f->function || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
+        if (!f->function || py_frame_read_code(t, f->addr, &pf, NULL) != ERR_OK || !pf.code ||
             !(how = aio_fw_request_slot(c, pf.code)) ||
             py_frame_slot(t, f->addr, (int)(how >> 2), &obj) != ERR_OK || !obj ||
             !aio_fw_read_request(c, obj, how, &req)) {

@@ -99,8 +99,7 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
     py_frame pf;
     const py_code *code;
     int depth;
-    if (!f->function || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
-        py_code_get(t, pf.code, &code) != ERR_OK ||
+    if (!f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code ||
         py_frame_stack_depth(t, f->addr, code->nlocalsplus, &depth) != ERR_OK) {
         return ERR_OK;
     }
@@ -151,7 +150,22 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
 typedef struct aio_refs {
     u64map count;     /* resource id -> references found from frames */
     vec pairs;        /* uint64_t (resource id, task id) pairs */
+    u64map iter_types; /* type -> 2 when it is _asyncio.FutureIter, else 1 */
 } aio_refs;
+
+/* Whether type is _asyncio.FutureIter, its name read once per type: the
+ * scan meets a few types a million times. */
+static bool aio_is_future_iter(aio_ctx *c, aio_refs *refs, uint64_t type) {
+    uint64_t v;
+    if (u64map_get(&refs->iter_types, type, &v)) {
+        return v == 2;
+    }
+    char name[64];
+    bool iter = py_type_name(c->t, type, name, sizeof name) == ERR_OK &&
+                strcmp(name, "_asyncio.FutureIter") == 0;
+    u64map_put(&refs->iter_types, type, iter ? 2 : 1); /* a lost entry costs time only */
+    return iter;
+}
 
 static err_t aio_note_ref(aio_ctx *c, aio_refs *refs, uint64_t obj, uint64_t task, bool owned) {
     uint64_t idx, n = 0;
@@ -203,9 +217,7 @@ static err_t aio_scan_object(aio_ctx *c, aio_refs *refs, u64set *cells, uint64_t
         }
         return ERR_OK;
     }
-    char name[64];
-    if (py_type_name(t, type, name, sizeof name) == ERR_OK &&
-        strcmp(name, "_asyncio.FutureIter") == 0 && mem_read_u64(t->m, o + 16, &inner) == ERR_OK) {
+    if (aio_is_future_iter(c, refs, type) && mem_read_u64(t->m, o + 16, &inner) == ERR_OK) {
         return aio_note_ref(c, refs, inner, task, true);
     }
     /* References through objects (self.event) are not followed: such a
@@ -221,8 +233,7 @@ static err_t aio_scan_task_refs(aio_ctx *c, aio_refs *refs, u64set *cells, const
         py_frame pf;
         const py_code *code;
         int depth = 0;
-        if (!f->function || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
-            py_code_get(t, pf.code, &code) != ERR_OK) {
+        if (!f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code) {
             continue;
         }
         if (!task->running_thread) {
@@ -363,6 +374,7 @@ static err_t aio_resolvers(aio_ctx *c) {
     aio_model *m = c->model;
     aio_refs refs;
     u64map_init(&refs.count);
+    u64map_init(&refs.iter_types);
     vec_init(&refs.pairs, sizeof(uint64_t));
     u64set cells;
     u64set_init(&cells);
@@ -392,6 +404,7 @@ static err_t aio_resolvers(aio_ctx *c) {
                            count > found;
     }
     u64map_free(&refs.count);
+    u64map_free(&refs.iter_types);
     vec_free(&refs.pairs);
     u64set_free(&cells);
     return e;

@@ -185,7 +185,9 @@ int py_code_line(const py_code *c, int64_t idx) {
     return -1;
 }
 
-err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
+/* The frame but its line: what the scans of a frame's slots need, without
+ * a walk of the line table per frame and per pass. */
+err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out, const py_code **code_out) {
     const py_layout *L = &t->L;
     uint8_t b[256];
     memset(out, 0, sizeof *out);
@@ -213,6 +215,20 @@ err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
     out->is_python = true;
     out->qualname = c->qualname;
     out->filename = c->filename;
+    if (code_out) {
+        *code_out = c;
+    }
+    return ERR_OK;
+}
+
+err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
+    const py_layout *L = &t->L;
+    const py_code *c = NULL;
+    err_t e = py_frame_read_code(t, addr, out, &c);
+    if (e != ERR_OK || !out->code) {
+        return e;
+    }
+    uint64_t code = out->code;
     uint64_t base = code + (uint64_t)L->co_code_adaptive;
     /* 3.11/3.12 keep the last executed instruction (base - 2 before the
      * first); 3.13+ the current one. Both index the line table alike. */
