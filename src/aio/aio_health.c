@@ -148,8 +148,8 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
 /* References from tasks' frames to the resources: counts (for the refcount
  * test) and which tasks hold them. */
 typedef struct aio_refs {
-    u64map count;     /* resource id -> references found from frames */
-    vec pairs;        /* uint64_t (resource id, task id) pairs */
+    u64map count;      /* resource id -> references found from frames */
+    vec pairs;         /* uint64_t (resource id, task id) pairs */
     u64map iter_types; /* type -> 2 when it is _asyncio.FutureIter, else 1 */
 } aio_refs;
 

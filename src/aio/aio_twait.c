@@ -185,7 +185,8 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
     if (entering) {
         *entering = 0;
     }
-    if (!rules || !f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code) {
+    if (!rules || !f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK ||
+        !pf.code) {
         return;
     }
     bool exact = k > 0 || rules->before_with == 0;
