@@ -290,9 +290,8 @@ static err_t aio_reach_edges(aio_reach *r) {
     size_t n = h->objs.len;
     u64map passive_of; /* 1 + task object index -> passive edge count */
     u64map_init(&passive_of);
-    size_t edges_hint = n < AIO_REACH_EDGES_MAX / AIO_REACH_EDGES_HINT
-                            ? n * AIO_REACH_EDGES_HINT
-                            : AIO_REACH_EDGES_MAX;
+    size_t edges_hint = n < AIO_REACH_EDGES_MAX / AIO_REACH_EDGES_HINT ? n * AIO_REACH_EDGES_HINT
+                                                                       : AIO_REACH_EDGES_MAX;
     bool reserved = vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
                     vec_reserve(&h->edge_start, n + 1) && vec_reserve(&h->edges, edges_hint);
     uint32_t *start = reserved ? vec_push(&h->edge_start) : NULL;
