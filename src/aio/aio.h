@@ -234,7 +234,7 @@ typedef struct aio_heap_type {
 typedef struct aio_heap {
     bool built;
     const char *incomplete; /* why the collector's replay cannot be trusted; NULL if it can */
-    vec objs;               /* uint64_t addresses, in GC-list order */
+    vec objs;               /* uint64_t addresses, sorted */
     vec refcnt;             /* int64_t: ob_refcnt (meaningless with AIO_HO_NOCOUNT) */
     vec flags;              /* uint8_t: AIO_HO_* */
     vec type;               /* uint32_t: index in types */
@@ -245,7 +245,7 @@ typedef struct aio_heap {
     vec tasks;       /* aio_heap_task, parallel to the model's tasks */
     vec chain;       /* uint32_t object indexes of the tasks' coroutines */
     vec types;       /* aio_heap_type */
-    u64map index;    /* address -> 1 + object index */
+    u64map pages;    /* 1 + address >> 12 -> first object index << 32 | objects starting there */
     uint64_t opaque; /* objects whose references could not be read */
 } aio_heap;
 

@@ -17,6 +17,13 @@
  * until it is written, and it spares the doubling copies of a growing
  * array (5 % of `check`). */
 #define AIO_REACH_EDGES_HINT 4
+/* The heap's sort: 11-bit digits, four passes over 44 bits of addresses
+ * that differ. */
+#define AIO_HEAP_RADIX_BITS 11
+#define AIO_HEAP_RADIX (1u << AIO_HEAP_RADIX_BITS)
+/* The directory's pages: 4 KiB hold a few dozen GC objects, so the binary
+ * search within one stays in a few cache lines. */
+#define AIO_HEAP_PAGE_SHIFT 12
 /* Set in an enumerated reference that a weak reference holds (beside
  * PY_REF_BORROWED: objects are 8-aligned). */
 #define AIO_REF_WEAK 2u
@@ -74,28 +81,85 @@ static int aio_reach_collect(void *ctx, uint64_t obj, int generation) {
     return 0;
 }
 
-/* Object address -> 1 + its index, built once the walk has counted them:
- * a table sized once, where growing it with the walk rehashed it a dozen
- * times (a fifth of `check` at 100k tasks). */
+/* The objects sorted by address, and a directory of the pages they start
+ * in: an object is found by its page, then by a binary search of that
+ * page's few objects. A hash table of every object was 32 to 64 bytes per
+ * object (a third of `check`'s memory at 1M tasks, and the kernel zeroed
+ * each of its pages); the directory is a few bytes. Sorted, the edge pass
+ * also reads the target's heap in address order, page after page. */
 static err_t aio_reach_index(aio_reach *r) {
     aio_heap *h = r->h;
-    if (!u64map_reserve(&h->index, h->objs.len)) {
-        return ERR_NOMEM;
+    size_t n = h->objs.len;
+    uint64_t *keys = h->objs.data;
+    uint8_t *flags = h->flags.data;
+    uint64_t *tmp_keys = n ? util_alloc(n * sizeof *tmp_keys) : NULL;
+    uint8_t *tmp_flags = n ? util_alloc(n) : NULL;
+    size_t *count = util_calloc(AIO_HEAP_RADIX, sizeof *count);
+    err_t e = count && (!n || (tmp_keys && tmp_flags)) ? ERR_OK : ERR_NOMEM;
+    /* Least significant digit first, over the bits that differ only. */
+    uint64_t differ = 0;
+    for (size_t i = 1; i < n && e == ERR_OK; i++) {
+        differ |= keys[i] ^ keys[0];
     }
-    for (size_t i = 0; i < h->objs.len; i++) {
-        if (!u64map_put(&h->index, *VEC_AT(&h->objs, uint64_t, i), i + 1)) {
-            return ERR_NOMEM;
+    int lo = differ ? __builtin_ctzll(differ) : 64, hi = differ ? 64 - __builtin_clzll(differ) : 0;
+    for (int shift = lo; shift < hi && e == ERR_OK; shift += AIO_HEAP_RADIX_BITS) {
+        memset(count, 0, AIO_HEAP_RADIX * sizeof *count);
+        for (size_t i = 0; i < n; i++) {
+            count[(keys[i] >> shift) & (AIO_HEAP_RADIX - 1)]++;
         }
+        for (size_t d = 0, sum = 0; d < AIO_HEAP_RADIX; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t at = count[(keys[i] >> shift) & (AIO_HEAP_RADIX - 1)]++;
+            tmp_keys[at] = keys[i];
+            tmp_flags[at] = flags[i];
+        }
+        memcpy(keys, tmp_keys, n * sizeof *keys);
+        memcpy(flags, tmp_flags, n);
     }
-    if (h->index.count != h->objs.len) {
-        aio_reach_doubt(r, "an object is twice on the GC lists");
+    util_free(tmp_keys);
+    util_free(tmp_flags);
+    util_free(count);
+    for (size_t i = 0; i < n && e == ERR_OK;) {
+        uint64_t page = keys[i] >> AIO_HEAP_PAGE_SHIFT;
+        size_t k = i + 1;
+        while (k < n && keys[k] >> AIO_HEAP_PAGE_SHIFT == page) {
+            if (keys[k] == keys[k - 1]) {
+                aio_reach_doubt(r, "an object is twice on the GC lists");
+            }
+            k++;
+        }
+        /* A page holds at most page size / 8 object starts; more means
+         * the lists are damaged, and the doubt already says so. */
+        if (!u64map_put(&h->pages, page + 1, (uint64_t)i << 32 | (uint64_t)(k - i))) {
+            e = ERR_NOMEM;
+        }
+        i = k;
     }
-    return ERR_OK;
+    return e;
+}
+
+/* Asks for addr's directory slot ahead of aio_heap_find. */
+static void aio_heap_prefetch(const aio_heap *h, uint64_t addr) {
+    u64map_prefetch(&h->pages, (addr >> AIO_HEAP_PAGE_SHIFT) + 1);
 }
 
 uint32_t aio_heap_find(const aio_heap *h, uint64_t addr) {
     uint64_t v;
-    return u64map_get(&h->index, addr, &v) ? (uint32_t)(v - 1) : AIO_HEAP_NONE;
+    if (!u64map_get(&h->pages, (addr >> AIO_HEAP_PAGE_SHIFT) + 1, &v)) {
+        return AIO_HEAP_NONE;
+    }
+    /* The last of the page's objects at or below addr, without branches. */
+    const uint64_t *keys = h->objs.data, *at = keys + (size_t)(v >> 32);
+    for (size_t len = (size_t)(uint32_t)v; len > 1;) {
+        size_t half = len / 2;
+        at += at[half] <= addr ? half : 0;
+        len -= half;
+    }
+    return *at == addr ? (uint32_t)(at - keys) : AIO_HEAP_NONE;
 }
 
 static uint64_t aio_reach_type_attr(aio_ctx *c, const char *name) {
@@ -346,8 +410,8 @@ static err_t aio_reach_edges(aio_reach *r) {
             *flag |= AIO_HO_LEGACY;
         }
         for (size_t k = 0; k < r->scratch.len; k++) {
-            u64map_prefetch(&h->index, *VEC_AT(&r->scratch, uint64_t, k) &
-                                           ~(uint64_t)(PY_REF_BORROWED | AIO_REF_WEAK));
+            aio_heap_prefetch(h, *VEC_AT(&r->scratch, uint64_t, k) &
+                                     ~(uint64_t)(PY_REF_BORROWED | AIO_REF_WEAK));
         }
         for (size_t k = 0; k < r->scratch.len && e == ERR_OK; k++) {
             uint64_t ref = *VEC_AT(&r->scratch, uint64_t, k);
@@ -504,7 +568,7 @@ void aio_heap_free(aio_heap *h) {
     vec_free(&h->tasks);
     vec_free(&h->chain);
     vec_free(&h->types);
-    u64map_free(&h->index);
+    u64map_free(&h->pages);
     memset(h, 0, sizeof *h);
 }
 

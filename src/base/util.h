@@ -97,11 +97,11 @@ void u64map_free(u64map *m);
 /* Sets key to value; false on allocation failure. */
 bool u64map_put(u64map *m, uint64_t key, uint64_t value);
 /* Room for n keys in all without growing: a table sized once when the
- * count is known (the heap index) is filled without a rehash; false on
+ * count is known (the task index) is filled without a rehash; false on
  * allocation failure. */
 bool u64map_reserve(u64map *m, size_t n);
 /* Starts loading the slot of key into the cache: a batch of lookups into
- * a table larger than the cache (the heap index) waits for its misses
+ * a table larger than the cache waits for its misses
  * together instead of one after the other. */
 void u64map_prefetch(const u64map *m, uint64_t key);
 /* The value of key, or false when absent. */

@@ -393,3 +393,32 @@ TEST(reach_frozen_and_immortal_objects_are_roots) {
         rh_close(&h, &m);
     }
 }
+
+TEST(reach_objects_out_of_address_order_and_on_several_pages_keep_their_flags) {
+    for (size_t v = 0; v < ARRAY_LEN(fx_minors); v++) {
+        rh h;
+        aio_model m;
+        if (!CHECK(rh_open(&h, fx_minors[v]))) {
+            return;
+        }
+        /* The frozen object has the lowest address but comes last on the
+         * lists, so the heap's sort moves it to the front: its flag must go
+         * with it, or b would become the frozen root that keeps a alive. */
+        uint64_t p = rh_obj(&h, h.list_type, 1, PY_GC_PERMANENT);
+        rh_alloc(&h, 5000); /* the cycle starts on another page */
+        uint64_t b = rh_obj(&h, h.list_type, 1, 2);
+        rh_alloc(&h, 9000);
+        uint64_t a = rh_list(&h, 1);
+        rh_items(&h, a, &b, 1);
+        rh_items(&h, b, &a, 1);
+        CHECK(rh_run(&h, a, &m));
+        CHECK(!rh_last.incomplete);
+        CHECK_EQ(rh_last.objects, 3);
+        CHECK(aio_heap_find(&m.heap, p) != AIO_HEAP_NONE);
+        CHECK(aio_heap_find(&m.heap, a) != AIO_HEAP_NONE);
+        CHECK(aio_heap_find(&m.heap, b) != AIO_HEAP_NONE);
+        CHECK_EQ(aio_heap_find(&m.heap, a + 8), AIO_HEAP_NONE);
+        CHECK_EQ(aio_heap_find(&m.heap, p - 16), AIO_HEAP_NONE);
+        rh_close(&h, &m);
+    }
+}
