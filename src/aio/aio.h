@@ -24,6 +24,11 @@ typedef struct aio_frame {
     int line; /* -1 when unknown */
     uint64_t addr;
     uint64_t task; /* in a thread's stack: the running task this frame belongs to */
+    /* What the scans of its slots need, from the one read of the frame:
+     * its code (0 when not Python), that code's locals, and the values on
+     * its evaluation stack (-1 when unknown). */
+    uint64_t code;
+    int nlocalsplus, depth;
     vec locals;    /* aio_local, only when asked for */
 } aio_frame;
 

@@ -349,13 +349,10 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
         }
         for (size_t k = 0; k < task->frames.len && e == ERR_OK; k++) {
             const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
-            py_frame pf;
-            const py_code *code;
-            if (!f->function || aio_fw_library_file(f->file) ||
-                py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code) {
+            if (!f->function || !f->code || aio_fw_library_file(f->file)) {
                 continue;
             }
-            for (int s = 0; s < code->nlocalsplus && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
+            for (int s = 0; s < f->nlocalsplus && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
                 uint64_t o, pr, v;
                 if (py_frame_slot(t, f->addr, s, &o) != ERR_OK || !o ||
                     !(pr = aio_fw_pool_request(c, &types, o)) || !u64map_get(&active, pr, &v)) {
@@ -673,11 +670,9 @@ err_t aio_fw_request(aio_ctx *c, aio_task *task) {
     size_t n = task->frames.len, from = n > AIO_REQUEST_FRAMES ? n - AIO_REQUEST_FRAMES : 0;
     for (size_t i = n; i-- > from;) { /* outermost first */
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
-        py_frame pf;
         uint64_t how, obj;
         aio_request req;
-        if (!f->function || py_frame_read_code(t, f->addr, &pf, NULL) != ERR_OK || !pf.code ||
-            !(how = aio_fw_request_slot(c, pf.code)) ||
+        if (!f->function || !f->code || !(how = aio_fw_request_slot(c, f->code)) ||
             py_frame_slot(t, f->addr, (int)(how >> 2), &obj) != ERR_OK || !obj ||
             !aio_fw_read_request(c, obj, how, &req)) {
             continue;

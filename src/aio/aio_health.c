@@ -96,11 +96,8 @@ static err_t aio_add_holder(aio_ctx *c, uint64_t obj, const aio_task *task, cons
 static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, size_t k) {
     py_target *t = c->t;
     const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
-    py_frame pf;
-    const py_code *code;
-    int depth;
-    if (!f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code ||
-        py_frame_stack_depth(t, f->addr, code->nlocalsplus, &depth) != ERR_OK) {
+    int depth = f->depth;
+    if (!f->function || !f->code || depth < 0) {
         return ERR_OK;
     }
     if (depth > AIO_STACK_SCAN_MAX) {
@@ -110,7 +107,7 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
     int nheld = 0;
     for (int i = 0; i < depth; i++) {
         uint64_t o, type;
-        if (py_frame_slot(t, f->addr, code->nlocalsplus + i, &o) != ERR_OK || !o ||
+        if (py_frame_slot(t, f->addr, f->nlocalsplus + i, &o) != ERR_OK || !o ||
             py_type_of(t, o, &type) != ERR_OK) {
             continue;
         }
@@ -120,7 +117,7 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
             aio_is_aexit(c, cache, func)) {
             mem_read_u64(t->m, o + (uint64_t)t->L.meth_self, &self);
         } else if (type == t->types.function && i + 1 < depth && aio_is_aexit(c, cache, o)) {
-            py_frame_slot(t, f->addr, code->nlocalsplus + i + 1, &self);
+            py_frame_slot(t, f->addr, f->nlocalsplus + i + 1, &self);
         }
         if (self) {
             held[nheld++] = self;
@@ -230,16 +227,11 @@ static err_t aio_scan_task_refs(aio_ctx *c, aio_refs *refs, u64set *cells, const
     py_target *t = c->t;
     for (size_t k = 0; k < task->frames.len; k++) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
-        py_frame pf;
-        const py_code *code;
-        int depth = 0;
-        if (!f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK || !pf.code) {
+        int depth = task->running_thread || f->depth < 0 ? 0 : f->depth;
+        if (!f->function || !f->code || f->nlocalsplus < 0) {
             continue;
         }
-        if (!task->running_thread) {
-            py_frame_stack_depth(t, f->addr, code->nlocalsplus, &depth);
-        }
-        int n = code->nlocalsplus + (depth > AIO_STACK_SCAN_MAX ? AIO_STACK_SCAN_MAX : depth);
+        int n = f->nlocalsplus + (depth > AIO_STACK_SCAN_MAX ? AIO_STACK_SCAN_MAX : depth);
         for (int i = 0; i < n && i < AIO_LOCALS_SCAN_MAX; i++) {
             uint64_t bits;
             if (py_frame_slot_raw(t, f->addr, i, &bits) == ERR_OK) {

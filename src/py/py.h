@@ -178,6 +178,8 @@ typedef struct py_frame {
     const char *filename;
     int line; /* -1 when unknown */
     uint64_t instr;
+    int nlocalsplus; /* of its code; -1 when not Python code */
+    int stack_depth; /* values on its evaluation stack; -1 when unknown */
 } py_frame;
 
 /* Reads the frame at addr; err set only for an unreadable frame. */
@@ -275,6 +277,9 @@ err_t py_gen_read(py_target *t, uint64_t obj, py_gen *out);
 /* Number of value-stack slots above the locals of a suspended frame whose
  * code has nlocalsplus locals. */
 err_t py_frame_stack_depth(py_target *t, uint64_t frame, int nlocalsplus, int *depth);
+/* The same from the stack word already read (a pointer on 3.14+, an index
+ * before); -1 when it is out of bounds. */
+int py_frame_depth_of(const py_layout *L, uint64_t frame, uint64_t word, int nlocalsplus);
 /* The raw stack reference in slot i (3.14+: tag bits kept, bit 0 set means
  * borrowed: not counted in the referent's refcount). */
 err_t py_frame_slot_raw(py_target *t, uint64_t frame, int i, uint64_t *bits);

@@ -193,6 +193,7 @@ err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out, const py_co
     memset(out, 0, sizeof *out);
     out->addr = addr;
     out->line = -1;
+    out->nlocalsplus = out->stack_depth = -1;
     if (L->fr_size > sizeof b || (addr & 7) || mem_read(t->m, addr, L->fr_size, b) != ERR_OK) {
         return ERR_READ;
     }
@@ -215,6 +216,12 @@ err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out, const py_co
     out->is_python = true;
     out->qualname = c->qualname;
     out->filename = c->filename;
+    out->nlocalsplus = c->nlocalsplus;
+    size_t word = L->fr_stack_is_ptr ? 8 : 4;
+    if (L->fr_stack != PY_NONE && (size_t)L->fr_stack + word <= L->fr_size) {
+        uint64_t w = word == 8 ? rd_u64(b, (size_t)L->fr_stack) : rd_u32(b, (size_t)L->fr_stack);
+        out->stack_depth = py_frame_depth_of(L, addr, w, c->nlocalsplus);
+    }
     if (code_out) {
         *code_out = c;
     }

@@ -251,30 +251,39 @@ err_t py_func_closure_var(py_target *t, uint64_t func, const char *name, uint64_
     return e;
 }
 
+int py_frame_depth_of(const py_layout *L, uint64_t frame, uint64_t word, int nlocalsplus) {
+    if (nlocalsplus < 0 || nlocalsplus > PY_STACK_DEPTH_MAX) {
+        return -1;
+    }
+    int64_t top = L->fr_stack_is_ptr
+                      ? ((int64_t)word - (int64_t)(frame + (uint64_t)L->fr_localsplus)) / 8
+                      : (int64_t)(int32_t)(uint32_t)word;
+    if (top < nlocalsplus || top - nlocalsplus > PY_STACK_DEPTH_MAX) {
+        return -1;
+    }
+    return (int)(top - nlocalsplus);
+}
+
 err_t py_frame_stack_depth(py_target *t, uint64_t frame, int nlocalsplus, int *depth) {
     const py_layout *L = &t->L;
     *depth = 0;
-    if (nlocalsplus < 0 || nlocalsplus > PY_STACK_DEPTH_MAX) {
-        return ERR_CORRUPT;
-    }
-    int64_t top;
+    uint64_t word = 0;
     if (L->fr_stack_is_ptr) {
-        uint64_t p;
-        if (mem_read_u64(t->m, frame + (uint64_t)L->fr_stack, &p) != ERR_OK) {
+        if (mem_read_u64(t->m, frame + (uint64_t)L->fr_stack, &word) != ERR_OK) {
             return ERR_READ;
         }
-        top = ((int64_t)p - (int64_t)(frame + (uint64_t)L->fr_localsplus)) / 8;
     } else {
         uint32_t v;
         if (mem_read_u32(t->m, frame + (uint64_t)L->fr_stack, &v) != ERR_OK) {
             return ERR_READ;
         }
-        top = (int32_t)v;
+        word = v;
     }
-    if (top < nlocalsplus || top - nlocalsplus > PY_STACK_DEPTH_MAX) {
+    int d = py_frame_depth_of(L, frame, word, nlocalsplus);
+    if (d < 0) {
         return ERR_CORRUPT;
     }
-    *depth = (int)(top - nlocalsplus);
+    *depth = d;
     return ERR_OK;
 }
 
