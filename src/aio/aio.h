@@ -150,7 +150,7 @@ typedef struct aio_request {
 typedef struct aio_task {
     uint64_t id; /* the task object's address */
     char *name;
-    char type[64]; /* "_asyncio.Task", "Task" (pure Python), a subclass name */
+    const char *type; /* "_asyncio.Task", "Task" (pure Python), a subclass name; NULL if unknown */
     bool c_task;   /* the C layout (or a subclass of it) */
     aio_state state;
     int cancels; /* cancellation requests */
@@ -160,7 +160,7 @@ typedef struct aio_task {
     bool truncated; /* the chain was cut (limit or damage) */
     aio_kind waits_kind;
     uint64_t waits_on;  /* task or resource id, 0 if none */
-    char waits_type[64]; /* type name of what it waits on (for OTHER) */
+    const char *waits_type; /* type name of what it waits on (for OTHER); NULL if unknown */
     vec awaits;      /* uint64_t ids: tasks and resources it waits for */
     vec awaited_by;  /* uint64_t task ids */
     vec awaited_by_interp; /* 3.14+: what the interpreter's own records say */
@@ -276,6 +276,9 @@ typedef struct aio_model {
      * empty in a model built by hand (the lookup then scans). */
     u64map task_index;
     vec names;         /* aio_name */
+    /* Type names, once each (aio_intern): a million tasks share a few. */
+    u64map string_index; /* hash of the text, probed -> 1 + index in strings */
+    vec strings;         /* char * */
 } aio_model;
 
 typedef struct aio_name {
@@ -287,6 +290,8 @@ typedef struct aio_name {
  * of memory. */
 bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *function,
                      const char *file);
+/* The model's own copy of s, one per distinct text; NULL when out of memory. */
+const char *aio_intern(aio_model *m, const char *s);
 
 /* What to build; stacks alone does not need the tasks. */
 typedef struct aio_options {

@@ -325,8 +325,12 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     task->waits_on = id;
     uint64_t type;
     if (py_type_of(t, id, &type) == ERR_OK) {
-        py_type_name(t, type, task->waits_type, sizeof task->waits_type);
-        aio_fw_type_name(c, id, type, task->waits_type, sizeof task->waits_type);
+        char tname[AIO_TYPE_NAME_MAX];
+        py_type_name(t, type, tname, sizeof tname);
+        aio_fw_type_name(c, id, type, tname, sizeof tname);
+        if (!(task->waits_type = aio_intern(c->model, tname))) {
+            return ERR_NOMEM;
+        }
     }
     if (!u64vec_add_unique(&task->awaits, id)) {
         return ERR_NOMEM;

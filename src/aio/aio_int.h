@@ -12,6 +12,9 @@
 #define AIO_CHAIN_MAX 1024
 /* Bytes of a C TaskObj we read at most (168 in 3.14). */
 #define AIO_TASK_SIZE_MAX_READ 512
+/* The longest type name kept for a task or what it waits on (a subclass
+ * or framework name); a longer one is cut. */
+#define AIO_TYPE_NAME_MAX 64
 
 typedef struct aio_layout {
     /* FutureObj */

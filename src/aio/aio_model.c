@@ -171,6 +171,41 @@ bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *func
     return true;
 }
 
+/* FNV-1a, never 0 (the map's empty key). */
+static uint64_t aio_intern_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    }
+    return h ? h : 1;
+}
+
+const char *aio_intern(aio_model *m, const char *s) {
+    if (m->strings.elem == 0) {
+        vec_init(&m->strings, sizeof(char *)); /* a model built by hand */
+    }
+    /* Two texts with one hash take the next keys. */
+    for (uint64_t key = aio_intern_hash(s);; key = key + 1 ? key + 1 : 1) {
+        uint64_t idx;
+        if (!u64map_get(&m->string_index, key, &idx)) {
+            char **slot = vec_push(&m->strings);
+            char *copy = slot ? util_strdup(s) : NULL;
+            if (!copy || !u64map_put(&m->string_index, key, m->strings.len)) {
+                util_free(copy);
+                if (slot) {
+                    m->strings.len--;
+                }
+                return NULL;
+            }
+            return *slot = copy;
+        }
+        const char *have = *VEC_AT(&m->strings, char *, idx - 1);
+        if (strcmp(have, s) == 0) {
+            return have;
+        }
+    }
+}
+
 void aio_frame_free(aio_frame *f) {
     for (size_t i = 0; i < f->locals.len; i++) {
         aio_local *l = VEC_AT(&f->locals, aio_local, i);
@@ -241,6 +276,11 @@ void aio_model_free(aio_model *model) {
     }
     vec_free(&model->names);
     u64map_free(&model->name_index);
+    for (size_t i = 0; i < model->strings.len; i++) {
+        util_free(*VEC_AT(&model->strings, char *, i));
+    }
+    vec_free(&model->strings);
+    u64map_free(&model->string_index);
     u64map_free(&model->task_index);
     aio_heap_free(&model->heap);
     util_free(model->target.executable);

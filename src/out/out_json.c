@@ -158,7 +158,7 @@ void out_json_warnings(out_writer *w, const aio_model *m) {
 /* The type of what a task waits on: the engine's name for it, else the
  * resource's or the awaited task's type. */
 static const char *out_waits_type(const out_index *ix, const aio_task *t) {
-    if (t->waits_type[0]) {
+    if (t->waits_type && t->waits_type[0]) {
         return t->waits_type;
     }
     const aio_resource *r = out_find_resource(ix, t->waits_on);
@@ -176,7 +176,7 @@ static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t,
     out_printf(w, "{\"id\":\"0x%" PRIx64 "\",\"name\":", t->id);
     out_json_str(w, t->name);
     out_puts(w, ",\"type\":");
-    out_json_str(w, t->type[0] ? t->type : NULL);
+    out_json_str(w, t->type && t->type[0] ? t->type : NULL);
     out_puts(w, ",\"request\":");
     if (t->request) {
         out_puts(w, "{\"method\":");

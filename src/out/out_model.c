@@ -328,7 +328,7 @@ void out_waits_phrase(sbuf *b, const out_index *ix, const aio_task *t, bool full
         return;
     }
     const aio_resource *r = out_find_resource(ix, t->waits_on);
-    if (t->waits_kind == AIO_KIND_OTHER && t->waits_type[0]) {
+    if (t->waits_kind == AIO_KIND_OTHER && t->waits_type && t->waits_type[0]) {
         out_clean(b, t->waits_type);
         if (full && t->waits_on) {
             sbuf_printf(b, " 0x%" PRIx64, t->waits_on);
@@ -337,7 +337,8 @@ void out_waits_phrase(sbuf *b, const out_index *ix, const aio_task *t, bool full
         out_resource_phrase(b, r, t->waits_kind == AIO_KIND_QUEUE ? out_queue_op(t) : NULL, full);
     } else {
         /* The engine named the kind but kept no resource: say what we know. */
-        out_clean(b, t->waits_type[0] ? t->waits_type : out_kind_word(t->waits_kind));
+        out_clean(b,
+                  t->waits_type && t->waits_type[0] ? t->waits_type : out_kind_word(t->waits_kind));
         if (t->waits_on) {
             sbuf_printf(b, " 0x%" PRIx64, t->waits_on);
         }

@@ -101,7 +101,7 @@ static uint64_t out_group_hash(const aio_task *t) {
     if (out_wait_has_identity(t->waits_kind)) {
         h = out_fnv(h, &t->waits_on, sizeof t->waits_on);
     } else if (t->waits_kind == AIO_KIND_OTHER) {
-        h = out_fnv_str(h, t->waits_type);
+        h = out_fnv_str(h, t->waits_type ? t->waits_type : "");
     }
     return h;
 }
@@ -126,7 +126,8 @@ static bool out_alike(const aio_task *a, const aio_task *b) {
     if (out_wait_has_identity(a->waits_kind) && a->waits_on != b->waits_on) {
         return false;
     }
-    if (a->waits_kind == AIO_KIND_OTHER && strcmp(a->waits_type, b->waits_type) != 0) {
+    if (a->waits_kind == AIO_KIND_OTHER &&
+        strcmp(a->waits_type ? a->waits_type : "", b->waits_type ? b->waits_type : "") != 0) {
         return false;
     }
     for (size_t k = 0; k < a->frames.len; k++) {
@@ -507,7 +508,7 @@ void out_task_text(out_writer *w, const aio_model *m, const aio_task *t) {
         sbuf_adds(&b, " (no name)");
     }
     out_printf(w, "%s\n", sbuf_str(&b));
-    out_printf(w, "    type:       %s%s\n", t->type[0] ? t->type : "?",
+    out_printf(w, "    type:       %s%s\n", t->type && t->type[0] ? t->type : "?",
                t->c_task ? "" : " (pure Python)");
     out_printf(w, "    state:      %s", aio_state_name(t->state));
     if (t->cancels) {

@@ -73,7 +73,7 @@ static aio_task *mb_task(mb *b, uint64_t id, const char *name, aio_state state) 
     }
     t->id = id;
     t->name = mb_str(b, name);
-    snprintf(t->type, sizeof t->type, "_asyncio.Task");
+    t->type = "_asyncio.Task";
     t->c_task = true;
     t->state = state;
     t->loop = 0x9000;
@@ -567,7 +567,7 @@ TEST(tasks_table_says_each_kind_of_wait) {
         uint64_t id = 0x100000 + i * 0x100;
         aio_task *t = mb_task(&b, id, cases[i].name, AIO_STATE_PENDING);
         if (cases[i].kind == AIO_KIND_OTHER) {
-            snprintf(t->waits_type, sizeof t->waits_type, "MyAwaitable");
+            t->waits_type = "MyAwaitable";
         }
         if (strcmp(cases[i].name, "runner") == 0) {
             t->running_thread = 77;
@@ -1333,4 +1333,16 @@ TEST(views_report_a_failed_allocation_at_any_point_instead_of_printing_less) {
     sbuf_free(&want);
     sbuf_free(&got);
     mb_free(&b);
+}
+
+TEST(model_type_names_are_kept_once_per_text) {
+    aio_model m;
+    memset(&m, 0, sizeof m);
+    const char *a = aio_intern(&m, "_asyncio.Task"), *b = aio_intern(&m, "_asyncio.Task");
+    const char *c = aio_intern(&m, "Task");
+    CHECK(a != NULL && a == b);
+    CHECK(c != NULL && c != a);
+    CHECK(c && strcmp(c, "Task") == 0);
+    CHECK_EQ(m.strings.len, 2);
+    aio_model_free(&m);
 }
