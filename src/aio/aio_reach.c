@@ -354,6 +354,11 @@ static err_t aio_reach_edges(aio_reach *r) {
     size_t n = h->objs.len;
     u64map passive_of; /* 1 + task object index -> passive edge count */
     u64map_init(&passive_of);
+    /* One entry per task: sized once, not grown through a dozen rehashes
+     * at a million tasks. */
+    if (!u64map_reserve(&passive_of, r->c->model->tasks.len)) {
+        return ERR_NOMEM;
+    }
     size_t edges_hint = n < AIO_REACH_EDGES_MAX / AIO_REACH_EDGES_HINT ? n * AIO_REACH_EDGES_HINT
                                                                        : AIO_REACH_EDGES_MAX;
     bool reserved = vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
