@@ -240,7 +240,7 @@ typedef struct aio_heap {
     bool built;
     const char *incomplete; /* why the collector's replay cannot be trusted; NULL if it can */
     vec objs;               /* uint64_t addresses, sorted */
-    vec refcnt;             /* int64_t: ob_refcnt (meaningless with AIO_HO_NOCOUNT) */
+    vec refcnt;             /* int32_t: ob_refcnt, capped (meaningless with AIO_HO_NOCOUNT) */
     vec flags;              /* uint8_t: AIO_HO_* */
     vec type;               /* uint32_t: index in types */
     vec edge_start; /* uint32_t, objs.len + 1: object i's edges are edges[start[i] .. start[i+1]) */

@@ -17,6 +17,10 @@
  * until it is written, and it spares the doubling copies of a growing
  * array (5 % of `check`). */
 #define AIO_REACH_EDGES_HINT 4
+/* Counts are kept in 32 bits: one this high is above any number of edges
+ * (AIO_REACH_EDGES_MAX), so the object stays a root, as its real count
+ * would keep it. */
+#define AIO_REFCNT_MAX INT32_MAX
 /* The heap's sort: 11-bit digits, four passes over 44 bits of addresses
  * that differ. */
 #define AIO_HEAP_RADIX_BITS 11
@@ -372,19 +376,21 @@ static err_t aio_reach_edges(aio_reach *r) {
     for (size_t i = 0; i < n && e == ERR_OK; i++) {
         uint64_t obj = *VEC_AT(&h->objs, uint64_t, i), type = 0;
         uint8_t *flag = VEC_AT(&h->flags, uint8_t, i);
-        int64_t *rc = vec_push(&h->refcnt);
+        int32_t *rc = vec_push(&h->refcnt);
         uint32_t *ti = rc ? vec_push(&h->type) : NULL;
         if (!ti) {
             e = ERR_NOMEM;
             break;
         }
-        *rc = 0;
+        int64_t count = 0;
         uint8_t head[16];
         if (mem_read(t->m, obj, sizeof head, head) != ERR_OK) {
             *flag |= AIO_HO_NOCOUNT | AIO_HO_OPAQUE;
-        } else if (!py_refcount_word(t, rd_u64(head, (size_t)t->L.ob_refcnt), rc)) {
+        } else if (!py_refcount_word(t, rd_u64(head, (size_t)t->L.ob_refcnt), &count)) {
             *flag |= AIO_HO_NOCOUNT;
-        } else if (*rc <= 0) {
+        }
+        *rc = count > AIO_REFCNT_MAX ? AIO_REFCNT_MAX : count < 0 ? 0 : (int32_t)count;
+        if (!(*flag & AIO_HO_NOCOUNT) && count <= 0) {
             aio_reach_doubt(r, "an object on the GC lists has no reference");
         }
         bool legacy = false, complete;
@@ -580,7 +586,7 @@ void aio_heap_free(aio_heap *h) {
 static void aio_heap_init(aio_heap *h) {
     memset(h, 0, sizeof *h);
     vec_init(&h->objs, sizeof(uint64_t));
-    vec_init(&h->refcnt, sizeof(int64_t));
+    vec_init(&h->refcnt, sizeof(int32_t));
     vec_init(&h->flags, sizeof(uint8_t));
     vec_init(&h->type, sizeof(uint32_t));
     vec_init(&h->edge_start, sizeof(uint32_t));

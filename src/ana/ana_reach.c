@@ -26,7 +26,7 @@ typedef struct ana_reach {
     const aio_model *m;
     const aio_heap *h;
     size_t n;            /* objects */
-    int64_t *gc;         /* per object: its count less the references from tracked objects */
+    int32_t *gc;         /* per object: its count less the references from tracked objects */
     uint8_t *mark;       /* per object */
     uint32_t *owner;     /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
     uint8_t *active;     /* per task: can run (the fixpoint reached it) */
@@ -73,7 +73,7 @@ static void ana_reach_free(ana_reach *r) {
 static const char *ana_subtract(ana_reach *r) {
     const aio_heap *h = r->h;
     const uint8_t *flags = h->flags.data;
-    const int64_t *cnt = h->refcnt.data;
+    const int32_t *cnt = h->refcnt.data;
     for (size_t i = 0; i < r->n; i++) {
         r->gc[i] = flags[i] & AIO_HO_NOCOUNT ? 0 : cnt[i];
     }
