@@ -360,15 +360,14 @@ static err_t aio_reach_edges(aio_reach *r) {
     u64map_init(&passive_of);
     /* One entry per task: sized once, not grown through a dozen rehashes
      * at a million tasks. */
-    if (!u64map_reserve(&passive_of, r->c->model->tasks.len)) {
-        return ERR_NOMEM;
-    }
     size_t edges_hint = n < AIO_REACH_EDGES_MAX / AIO_REACH_EDGES_HINT ? n * AIO_REACH_EDGES_HINT
                                                                        : AIO_REACH_EDGES_MAX;
-    bool reserved = vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
+    bool reserved = u64map_reserve(&passive_of, r->c->model->tasks.len) &&
+                    vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
                     vec_reserve(&h->edge_start, n + 1) && vec_reserve(&h->edges, edges_hint);
     uint32_t *start = reserved ? vec_push(&h->edge_start) : NULL;
     if (!start) {
+        u64map_free(&passive_of);
         return ERR_NOMEM;
     }
     *start = 0;
