@@ -136,8 +136,8 @@ static err_t aio_reach_index(aio_reach *r) {
             }
             k++;
         }
-        /* A page holds at most page size / 8 object starts; more means
-         * the lists are damaged, and the doubt already says so. */
+        /* The first index and the count each fit 32 bits: the walk stops
+         * at PY_GC_OBJECTS_MAX objects. */
         if (!u64map_put(&h->pages, page + 1, (uint64_t)i << 32 | (uint64_t)(k - i))) {
             e = ERR_NOMEM;
         }
@@ -358,10 +358,10 @@ static err_t aio_reach_edges(aio_reach *r) {
     size_t n = h->objs.len;
     u64map passive_of; /* 1 + task object index -> passive edge count */
     u64map_init(&passive_of);
-    /* One entry per task: sized once, not grown through a dozen rehashes
-     * at a million tasks. */
     size_t edges_hint = n < AIO_REACH_EDGES_MAX / AIO_REACH_EDGES_HINT ? n * AIO_REACH_EDGES_HINT
                                                                        : AIO_REACH_EDGES_MAX;
+    /* The passive-edge map gets one entry per task: sized once, not grown
+     * through a dozen rehashes at a million tasks. */
     bool reserved = u64map_reserve(&passive_of, r->c->model->tasks.len) &&
                     vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
                     vec_reserve(&h->edge_start, n + 1) && vec_reserve(&h->edges, edges_hint);

@@ -178,24 +178,22 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
                              uint64_t *entering) {
     const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
     const aio_with_rules *rules = aio_with_for(t);
-    py_frame pf;
-    const py_code *code;
     uint32_t stacksize = 0;
     held->len = 0;
     if (entering) {
         *entering = 0;
     }
-    if (!rules || !f->function || py_frame_read_code(t, f->addr, &pf, &code) != ERR_OK ||
-        !pf.code) {
+    if (!rules || !f->function || !f->code || f->nlocalsplus < 0) {
         return;
     }
     bool exact = k > 0 || rules->before_with == 0;
     int n = 0;
     if (exact) {
-        if (py_frame_stack_depth(t, f->addr, code->nlocalsplus, &n) != ERR_OK) {
+        if (f->depth < 0) {
             return;
         }
-    } else if (mem_read_u32(t->m, pf.code + (uint64_t)t->L.co_stacksize, &stacksize) == ERR_OK) {
+        n = f->depth;
+    } else if (mem_read_u32(t->m, f->code + (uint64_t)t->L.co_stacksize, &stacksize) == ERR_OK) {
         n = (int)stacksize;
     }
     if (n > AIO_TSTACK_SCAN_MAX) {
@@ -203,7 +201,7 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
     }
     uint64_t slots[AIO_TSTACK_SCAN_MAX];
     for (int i = 0; i < n; i++) {
-        if (py_frame_slot(t, f->addr, code->nlocalsplus + i, &slots[i]) != ERR_OK) {
+        if (py_frame_slot(t, f->addr, f->nlocalsplus + i, &slots[i]) != ERR_OK) {
             slots[i] = 0;
         }
     }
@@ -213,8 +211,10 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
          * 3.12 and 3.13 the context manager being entered is still on the
          * stack, the first plain lock there (below it only exits, loop
          * iterators and exception state); what lies above it is stale. */
+        py_frame pf;
         uint8_t op;
-        if (mem_read(t->m, pf.instr, 1, &op) != ERR_OK || op != rules->before_with) {
+        if (py_frame_read(t, f->addr, &pf) != ERR_OK ||
+            mem_read(t->m, pf.instr, 1, &op) != ERR_OK || op != rules->before_with) {
             return;
         }
         for (int i = 0; i < n && !rules->exit_first; i++) {

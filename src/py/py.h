@@ -203,9 +203,6 @@ typedef struct py_code {
     int nlocalsplus;
 } py_code;
 
-/* py_frame_read without the line; *code (may be NULL) is the frame's code
- * when out->code is set. */
-err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out, const py_code **code);
 
 err_t py_code_get(py_target *t, uint64_t addr, const py_code **out);
 /* Line of the instruction at code-unit index idx, -1 when it has none. */

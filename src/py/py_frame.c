@@ -185,9 +185,9 @@ int py_code_line(const py_code *c, int64_t idx) {
     return -1;
 }
 
-/* The frame but its line: what the scans of a frame's slots need, without
- * a walk of the line table per frame and per pass. */
-err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out, const py_code **code_out) {
+/* The frame but its line, and its code. */
+static err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out,
+                                const py_code **code_out) {
     const py_layout *L = &t->L;
     uint8_t b[256];
     memset(out, 0, sizeof *out);
