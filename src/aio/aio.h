@@ -151,14 +151,15 @@ typedef struct aio_task {
     uint64_t id; /* the task object's address */
     char *name;
     const char *type; /* "_asyncio.Task", "Task" (pure Python), a subclass name; NULL if unknown */
-    bool c_task;   /* the C layout (or a subclass of it) */
+    /* The small fields side by side: a million tasks pay for every hole. */
+    bool c_task;    /* the C layout (or a subclass of it) */
+    bool truncated; /* the chain was cut (limit or damage) */
     aio_state state;
     int cancels; /* cancellation requests */
+    aio_kind waits_kind;
     uint64_t loop;
     uint64_t coro;
-    vec frames;     /* aio_frame: the coroutine chain, innermost first */
-    bool truncated; /* the chain was cut (limit or damage) */
-    aio_kind waits_kind;
+    vec frames;         /* aio_frame: the coroutine chain, innermost first */
     uint64_t waits_on;  /* task or resource id, 0 if none */
     const char *waits_type; /* type name of what it waits on (for OTHER); NULL if unknown */
     vec awaits;      /* uint64_t ids: tasks and resources it waits for */

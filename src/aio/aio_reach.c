@@ -701,7 +701,7 @@ err_t aio_reachability(aio_ctx *c) {
         e = aio_warn(m,
                      "the object graph is incomplete (%s, after %zu objects): no task is "
                      "reported as stuck or as kept alive only by weak references",
-                     h->incomplete, h->objs.len);
+                     h->incomplete, (size_t)h->objs.len);
     }
     aio_reach_free(&r);
     return e;

@@ -323,6 +323,10 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     err_t e = ERR_OK;
     if (task->state == AIO_STATE_PENDING) {
         e = aio_walk_chain(c, task, fut_waiter);
+        /* Doubling leaves up to half of each array unused, a million times. */
+        vec_shrink(&task->frames);
+        vec_shrink(&task->chain);
+        vec_shrink(&task->awaits);
     }
     if (e == ERR_OK && task->state == AIO_STATE_PENDING && c->opt->tasks) {
         e = aio_fw_request(c, task);

@@ -688,7 +688,7 @@ static err_t ana_report_group(ana_stuck *s, const uint32_t *members, size_t n) {
         }
     }
     if (d->resources.len > ANA_NAMES_SHOWN) {
-        sbuf_printf(&b, " and %zu more", d->resources.len - ANA_NAMES_SHOWN);
+        sbuf_printf(&b, " and %zu more", (size_t)d->resources.len - ANA_NAMES_SHOWN);
     }
     if (!d->resources.len) {
         sbuf_adds(&b, "stuck tasks");

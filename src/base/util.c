@@ -190,7 +190,7 @@ const char *sbuf_str(sbuf *b) {
 
 void vec_init(vec *v, size_t elem) {
     memset(v, 0, sizeof *v);
-    v->elem = elem;
+    v->elem = elem <= VEC_LEN_MAX ? (uint32_t)elem : 0; /* 0: every push fails */
 }
 
 void vec_free(vec *v) {
@@ -203,15 +203,21 @@ void *vec_push(vec *v) {
     if (v->len == v->cap) {
         /* Small first allocations: a million tasks each hold a few short
          * vectors, most of them with one or two elements. */
-        size_t cap = v->cap ? v->cap * 2 : (v->elem >= 32 ? 2 : 4);
+        size_t cap = v->cap ? (size_t)v->cap * 2 : (v->elem >= 32 ? 2 : 4);
+        if (cap > VEC_LEN_MAX) {
+            cap = VEC_LEN_MAX;
+        }
+        if (cap == v->cap || v->elem == 0 || cap > SIZE_MAX / v->elem) {
+            return NULL;
+        }
         void *d = util_realloc(v->data, cap * v->elem);
         if (!d) {
             return NULL;
         }
         v->data = d;
-        v->cap = cap;
+        v->cap = (uint32_t)cap;
     }
-    void *e = (char *)v->data + v->len * v->elem;
+    void *e = (char *)v->data + (size_t)v->len * v->elem;
     /* The common sizes with a constant length, which the compiler turns
      * into one store: the heap's arrays push millions of single words,
      * and a call to memset per word was a tenth of `check` on a large
@@ -237,7 +243,7 @@ bool vec_reserve(vec *v, size_t n) {
     if (n <= v->cap) {
         return true;
     }
-    if (n > SIZE_MAX / v->elem) {
+    if (n > VEC_LEN_MAX || v->elem == 0 || n > SIZE_MAX / v->elem) {
         return false;
     }
     void *d = util_realloc(v->data, n * v->elem);
@@ -245,8 +251,21 @@ bool vec_reserve(vec *v, size_t n) {
         return false;
     }
     v->data = d;
-    v->cap = n;
+    v->cap = (uint32_t)n;
     return true;
+}
+
+void vec_shrink(vec *v) {
+    if (v->len == v->cap || v->len == 0) {
+        return;
+    }
+    /* Not through util_realloc: a shrink that fails changes nothing, so
+     * the fault injection has nothing to test here. */
+    void *d = realloc(v->data, (size_t)v->len * v->elem);
+    if (d) {
+        v->data = d;
+        v->cap = v->len;
+    }
 }
 
 bool u64vec_push(vec *v, uint64_t x) {

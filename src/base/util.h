@@ -47,12 +47,17 @@ void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2,
 /* NUL-terminated view of the buffer (empty string when nothing was added). */
 const char *sbuf_str(sbuf *b);
 
-/* Growable array of fixed-size elements. */
+/* Growable array of fixed-size elements. Counts are 32 bits: a million
+ * tasks hold five vectors each, and every word of a vector is 40 MB there;
+ * no vector of the engine nears 2^32 elements (its limits, AIO_TASKS_MAX,
+ * AIO_REACH_EDGES_MAX, MEM_READ_MAX, are far below), and one that would is
+ * refused as out of memory. */
+#define VEC_LEN_MAX UINT32_MAX
 typedef struct vec {
     void *data;
-    size_t len;
-    size_t cap;
-    size_t elem;
+    uint32_t len;
+    uint32_t cap;
+    uint32_t elem;
 } vec;
 
 void vec_init(vec *v, size_t elem);
@@ -63,6 +68,9 @@ void *vec_push(vec *v);
 /* Room for n elements in all, so that pushes up to n do not grow it (one
  * copy where doubling makes a dozen); false on allocation failure. */
 bool vec_reserve(vec *v, size_t n);
+/* Gives back the room beyond its length (a hint: kept as is when the
+ * allocator cannot). */
+void vec_shrink(vec *v);
 
 /* Vectors of uint64_t ids (tasks, resources); false on allocation failure. */
 bool u64vec_push(vec *v, uint64_t x);

@@ -52,7 +52,7 @@ static void out_check_thread_frames(out_writer *w, const aio_thread *th) {
     }
     if (th->frames.len > OUT_CHECK_FRAMES) {
         out_printf(w, "        ... %zu more frames (snarl stacks)\n",
-                   th->frames.len - OUT_CHECK_FRAMES);
+                   (size_t)th->frames.len - OUT_CHECK_FRAMES);
     }
 }
 
@@ -132,7 +132,7 @@ void out_verdict(sbuf *b, const aio_model *m, const ana_result *diag) {
     }
     if (!diag->diagnoses.len) {
         sbuf_printf(b, "No problem found: %zu pending task%s in %zu loop%s.", pending,
-                    pending == 1 ? "" : "s", m->loops.len, m->loops.len == 1 ? "" : "s");
+                    pending == 1 ? "" : "s", (size_t)m->loops.len, m->loops.len == 1 ? "" : "s");
         return;
     }
     sbuf_adds(b, "Stuck: ");
@@ -172,7 +172,7 @@ static void out_check_task(out_writer *w, const aio_model *m, uint64_t id) {
     }
     if (t->frames.len > OUT_CHECK_FRAMES) {
         out_printf(w, "        ... %zu more frames (snarl task 0x%" PRIx64 ")\n",
-                   t->frames.len - OUT_CHECK_FRAMES, t->id);
+                   (size_t)t->frames.len - OUT_CHECK_FRAMES, t->id);
     }
 }
 
@@ -186,7 +186,7 @@ static void out_check_one(out_writer *w, const aio_model *m, const ana_diagnosis
     }
     if (d->tasks.len > OUT_CHECK_TASKS) {
         out_printf(w, "    ... and %zu more tasks (snarl check --format json lists them)\n",
-                   d->tasks.len - OUT_CHECK_TASKS);
+                   (size_t)d->tasks.len - OUT_CHECK_TASKS);
     }
     for (size_t k = 0; k < d->threads.len; k++) {
         out_check_thread(w, m, (int64_t)*VEC_AT(&d->threads, uint64_t, k));

@@ -241,7 +241,7 @@ static void out_resource_phrase(sbuf *b, const aio_resource *r, const char *op, 
         break;
     case AIO_KIND_GATHER:
     case AIO_KIND_TASKGROUP:
-        sbuf_printf(b, "%s of %zu", out_kind_word(r->kind), r->members.len);
+        sbuf_printf(b, "%s of %zu", out_kind_word(r->kind), (size_t)r->members.len);
         id_said = false;
         break;
     case AIO_KIND_SHIELD:

@@ -262,7 +262,7 @@ void sym_describe_files(sym_table *t, sbuf *out, size_t max_files) {
             continue;
         }
         if (shown == max_files) {
-            sbuf_printf(out, ", ... (%zu files in all)", t->files.len);
+            sbuf_printf(out, ", ... (%zu files in all)", (size_t)t->files.len);
             break;
         }
         const char *st = f->map->status == MEM_FILE_MISSING    ? " (not found)"

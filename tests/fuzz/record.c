@@ -358,7 +358,7 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "snarl-record: %s: %zu bytes, %zu segments, %zu pages touched, %zu symbols; "
             "statuses",
-            out, img.len, nsegs, r.pages.len, r.syms.len);
+            out, img.len, nsegs, (size_t)r.pages.len, (size_t)r.syms.len);
     for (size_t i = 0; i < nruns; i++) {
         fprintf(stderr, " %s=%d", fz_commands[runs[i].command], status[i]);
     }
