@@ -223,6 +223,9 @@ typedef struct aio_loop {
 /* A weakref in a task registry (the WeakSet behind asyncio.all_tasks()):
  * through it live code gets the pending tasks, never a finished one. */
 #define AIO_HO_REGISTRY 16u
+/* A task of the model (its graph entry in aio_heap.tasks), whose passive
+ * edges the edge pass counts. */
+#define AIO_HO_TASK 32u
 
 /* A task as the graph sees it (parallel to aio_model.tasks). */
 typedef struct aio_heap_task {

@@ -63,6 +63,13 @@ typedef struct aio_reach {
     u64map type_ix;    /* type address -> 1 + index in h->types */
     u64map weak_types; /* type address -> 2 if its instances are weak references, else 1 */
     uint64_t task_traverse, future_traverse, weakref_traverse;
+    /* The last type the edge pass met, what the maps said of it: objects
+     * in address order come in runs of one type (an allocator pool holds
+     * one size), and two hash lookups per object were a tenth of the
+     * pass. */
+    uint64_t last_type;
+    uint32_t last_ix;
+    bool last_weak;
 } aio_reach;
 
 static void aio_reach_doubt(aio_reach *r, const char *why) {
@@ -266,6 +273,9 @@ static bool aio_reach_is_weakref(aio_reach *r, uint64_t type) {
     if (!r->weakref_traverse) {
         return false;
     }
+    if (type && type == r->last_type) {
+        return r->last_weak;
+    }
     if (u64map_get(&r->weak_types, type, &v)) {
         return v == 2;
     }
@@ -333,6 +343,9 @@ static err_t aio_reach_refs(aio_reach *r, uint64_t obj, uint64_t type, bool *leg
 static uint32_t aio_reach_type(aio_reach *r, uint64_t type) {
     aio_heap *h = r->h;
     uint64_t v, key = type ? type : 1; /* 1 is no type's address: the unreadable one */
+    if (type && type == r->last_type) {
+        return r->last_ix;
+    }
     if (u64map_get(&r->type_ix, key, &v)) {
         return (uint32_t)(v - 1);
     }
@@ -351,23 +364,27 @@ static uint32_t aio_reach_type(aio_reach *r, uint64_t type) {
     return (uint32_t)(h->types.len - 1);
 }
 
+/* A model task's passive edge count, on its graph entry: the task is found
+ * through the build's task index (aio_index_tasks), only for the objects
+ * aio_reach_tasks flagged as tasks. */
+static void aio_reach_set_passive(aio_reach *r, uint64_t obj, size_t passive) {
+    uint64_t i;
+    if (u64map_get(&r->c->task_index, obj, &i) && i < r->h->tasks.len) {
+        VEC_AT(&r->h->tasks, aio_heap_task, i)->passive = (uint32_t)passive;
+    }
+}
+
 /* Counts, types and edges of every object. */
 static err_t aio_reach_edges(aio_reach *r) {
     py_target *t = r->c->t;
     aio_heap *h = r->h;
     size_t n = h->objs.len;
-    u64map passive_of; /* 1 + task object index -> passive edge count */
-    u64map_init(&passive_of);
     size_t edges_hint = n < AIO_REACH_EDGES_MAX / AIO_REACH_EDGES_HINT ? n * AIO_REACH_EDGES_HINT
                                                                        : AIO_REACH_EDGES_MAX;
-    /* The passive-edge map gets one entry per task: sized once, not grown
-     * through a dozen rehashes at a million tasks. */
-    bool reserved = u64map_reserve(&passive_of, r->c->model->tasks.len) &&
-                    vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
+    bool reserved = vec_reserve(&h->refcnt, n) && vec_reserve(&h->type, n) &&
                     vec_reserve(&h->edge_start, n + 1) && vec_reserve(&h->edges, edges_hint);
     uint32_t *start = reserved ? vec_push(&h->edge_start) : NULL;
     if (!start) {
-        u64map_free(&passive_of);
         return ERR_NOMEM;
     }
     *start = 0;
@@ -402,6 +419,11 @@ static err_t aio_reach_edges(aio_reach *r) {
             oe = py_type_of(t, obj, &type);
         }
         *ti = aio_reach_type(r, oe == ERR_OK ? type : 0);
+        if (oe == ERR_OK && type != r->last_type && *ti != AIO_HEAP_NONE) {
+            r->last_weak = aio_reach_is_weakref(r, type);
+            r->last_ix = *ti;
+            r->last_type = type;
+        }
         if (oe == ERR_OK) {
             oe = aio_reach_refs(r, obj, type, &legacy, &complete, &passive);
         }
@@ -443,9 +465,8 @@ static err_t aio_reach_edges(aio_reach *r) {
                     (ref & AIO_REF_WEAK ? AIO_EDGE_WEAK : 0);
             kept_passive += k < passive;
         }
-        if (e == ERR_OK && passive != SIZE_MAX &&
-            !u64map_put(&passive_of, (uint64_t)i + 1, kept_passive)) {
-            e = ERR_NOMEM;
+        if (e == ERR_OK && passive != SIZE_MAX && (*flag & AIO_HO_TASK)) {
+            aio_reach_set_passive(r, obj, kept_passive);
         }
         if (e == ERR_OK && !(start = vec_push(&h->edge_start))) {
             e = ERR_NOMEM;
@@ -454,14 +475,6 @@ static err_t aio_reach_edges(aio_reach *r) {
             *start = (uint32_t)h->edges.len;
         }
     }
-    for (size_t i = 0; i < r->c->model->tasks.len && e == ERR_OK; i++) {
-        aio_heap_task *ht = VEC_AT(&h->tasks, aio_heap_task, i);
-        uint64_t v;
-        if (ht->obj != AIO_HEAP_NONE && u64map_get(&passive_of, (uint64_t)ht->obj + 1, &v)) {
-            ht->passive = (uint32_t)v;
-        }
-    }
-    u64map_free(&passive_of);
     return e;
 }
 
@@ -545,6 +558,9 @@ static err_t aio_reach_tasks(aio_reach *r) {
             return ERR_NOMEM;
         }
         ht->obj = aio_heap_find(h, task->id);
+        if (ht->obj != AIO_HEAP_NONE) {
+            *VEC_AT(&h->flags, uint8_t, ht->obj) |= AIO_HO_TASK;
+        }
         ht->passive = 0;
         ht->wake = task->fut_waiter ? aio_heap_find(h, task->fut_waiter) : AIO_HEAP_NONE;
         ht->chain = (uint32_t)h->chain.len;
