@@ -29,8 +29,13 @@ typedef struct aio_frame {
      * its evaluation stack (-1 when unknown). */
     uint64_t code;
     int nlocalsplus, depth;
-    vec locals;    /* aio_local, only when asked for */
+    /* aio_local, only when asked for (aio_frame_locals); NULL otherwise: a
+     * million tasks' frames do not each carry an empty vector. */
+    vec *locals;
 } aio_frame;
+
+/* f's locals, made empty on first use; NULL when out of memory. */
+vec *aio_frame_locals(aio_frame *f);
 
 /* What a task's innermost frame waits on. Resources are the things a task
  * can wait for other than a task: a bare future, the primitives, sleeps,

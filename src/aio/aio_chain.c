@@ -102,7 +102,6 @@ static err_t aio_push_chain_frame(aio_ctx *c, aio_task *task, uint64_t frame_add
     af->code = f && f->is_python ? f->code : 0;
     af->nlocalsplus = f && f->is_python ? f->nlocalsplus : -1;
     af->depth = f && f->is_python ? f->stack_depth : -1;
-    vec_init(&af->locals, sizeof(aio_local));
     if (f && f->is_python && !aio_frame_names(c->model, af, f->code, f->qualname, f->filename)) {
         return ERR_NOMEM;
     }

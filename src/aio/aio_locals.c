@@ -106,7 +106,8 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task) {
                 r.data[r.len] = '\0';
                 sbuf_adds(&r, "...");
             }
-            aio_local *l = vec_push(&f->locals);
+            vec *locals = aio_frame_locals(f);
+            aio_local *l = locals ? vec_push(locals) : NULL;
             if (!l || !(l->name = util_strdup(name)) || !(l->repr = util_strdup(sbuf_str(&r)))) {
                 e = ERR_NOMEM;
             }
@@ -116,7 +117,8 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task) {
             /* Say where the limit cut, as a last pseudo-local both views show. */
             char more[64];
             snprintf(more, sizeof more, "%zu more locals not shown", (size_t)names.len - AIO_LOCALS_MAX);
-            aio_local *l = vec_push(&f->locals);
+            vec *locals = aio_frame_locals(f);
+            aio_local *l = locals ? vec_push(locals) : NULL;
             if (!l || !(l->name = util_strdup("...")) || !(l->repr = util_strdup(more))) {
                 e = ERR_NOMEM;
             }

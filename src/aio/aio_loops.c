@@ -132,7 +132,6 @@ static err_t aio_splice_running(aio_ctx *c, aio_thread *th, aio_task *task) {
         src->task = task->id;
         dst->addr = src->addr;
         dst->line = src->line;
-        vec_init(&dst->locals, sizeof(aio_local));
         dst->function = src->function; /* both point into the model's pool */
         dst->file = src->file;
     }

@@ -206,13 +206,25 @@ const char *aio_intern(aio_model *m, const char *s) {
     }
 }
 
+vec *aio_frame_locals(aio_frame *f) {
+    if (!f->locals && (f->locals = util_alloc(sizeof *f->locals)) != NULL) {
+        vec_init(f->locals, sizeof(aio_local));
+    }
+    return f->locals;
+}
+
 void aio_frame_free(aio_frame *f) {
-    for (size_t i = 0; i < f->locals.len; i++) {
-        aio_local *l = VEC_AT(&f->locals, aio_local, i);
+    if (!f->locals) {
+        return;
+    }
+    for (size_t i = 0; i < f->locals->len; i++) {
+        aio_local *l = VEC_AT(f->locals, aio_local, i);
         util_free(l->name);
         util_free(l->repr);
     }
-    vec_free(&f->locals);
+    vec_free(f->locals);
+    util_free(f->locals);
+    f->locals = NULL;
 }
 
 static void aio_frames_free(vec *frames) {

@@ -30,7 +30,6 @@ static err_t aio_push_frame(aio_model *m, aio_thread *th, const py_frame *f) {
     if (!af) {
         return ERR_NOMEM;
     }
-    vec_init(&af->locals, sizeof(aio_local));
     af->addr = f->addr;
     af->line = f->line;
     af->code = f->is_python ? f->code : 0;

@@ -75,10 +75,10 @@ static void out_json_frame(out_writer *w, const aio_frame *f) {
     if (f->task) {
         out_printf(w, ",\"task\":\"0x%" PRIx64 "\"", f->task);
     }
-    if (f->locals.len) {
+    if (f->locals && f->locals->len) {
         out_puts(w, ",\"locals\":[");
-        for (size_t i = 0; i < f->locals.len; i++) {
-            const aio_local *l = VEC_AT(&f->locals, aio_local, i);
+        for (size_t i = 0; i < f->locals->len; i++) {
+            const aio_local *l = VEC_AT(f->locals, aio_local, i);
             out_puts(w, i ? ",{\"name\":" : "{\"name\":");
             out_json_str(w, l->name);
             out_puts(w, ",\"repr\":");

@@ -555,8 +555,8 @@ void out_task_text(out_writer *w, const aio_model *m, const aio_task *t) {
             sbuf_addc(&b, ')');
         }
         out_printf(w, "    %s\n", sbuf_str(&b));
-        for (size_t i = 0; i < f->locals.len; i++) {
-            const aio_local *l = VEC_AT(&f->locals, aio_local, i);
+        for (size_t i = 0; f->locals && i < f->locals->len; i++) {
+            const aio_local *l = VEC_AT(f->locals, aio_local, i);
             sbuf_reset(&b);
             out_clean(&b, l->name ? l->name : "?");
             sbuf_adds(&b, " = ");

@@ -92,7 +92,6 @@ static aio_frame *mb_frame(mb *b, vec *frames, const char *fn, const char *file,
         f->function = mb_str(b, fn);
         f->file = mb_str(b, file);
         f->line = line;
-        vec_init(&f->locals, sizeof(aio_local));
     }
     return f;
 }
@@ -142,11 +141,19 @@ static void mb_wait(mb *b, uint64_t waiter, aio_kind kind, uint64_t on) {
     }
 }
 
+/* The builder owns the strings; a frame owns only its locals' vector. */
+static void mb_frame_free(aio_frame *f) {
+    if (f->locals) {
+        vec_free(f->locals);
+        util_free(f->locals);
+    }
+}
+
 static void mb_free(mb *b) {
     for (size_t i = 0; i < b->m.tasks.len; i++) {
         aio_task *t = VEC_AT(&b->m.tasks, aio_task, i);
         for (size_t k = 0; k < t->frames.len; k++) {
-            vec_free(&VEC_AT(&t->frames, aio_frame, k)->locals);
+            mb_frame_free(VEC_AT(&t->frames, aio_frame, k));
         }
         vec_free(&t->frames);
         vec_free(&t->awaits);
@@ -162,7 +169,7 @@ static void mb_free(mb *b) {
     for (size_t i = 0; i < b->m.threads.len; i++) {
         aio_thread *th = VEC_AT(&b->m.threads, aio_thread, i);
         for (size_t k = 0; k < th->frames.len; k++) {
-            vec_free(&VEC_AT(&th->frames, aio_frame, k)->locals);
+            mb_frame_free(VEC_AT(&th->frames, aio_frame, k));
         }
         vec_free(&th->frames);
     }
@@ -1112,7 +1119,7 @@ TEST(json_for_one_task_has_only_it_its_locals_and_the_resources_it_touches) {
     mb_task(&b, 0x1000, "one", AIO_STATE_PENDING);
     aio_task *t = mb_find(&b, 0x1000);
     aio_frame *f = mb_frame(&b, &t->frames, "work", "app.py", 4);
-    aio_local *loc = vec_push(&f->locals);
+    aio_local *loc = vec_push(aio_frame_locals(f));
     loc->name = mb_str(&b, "item");
     loc->repr = mb_str(&b, "'a\"b'");
     mb_task(&b, 0x2000, "two", AIO_STATE_PENDING);
@@ -1195,7 +1202,7 @@ TEST(task_view_shows_header_stack_with_locals_waits_and_awaiters) {
     mb_id(&t->awaited_by_interp, 0x1000);
     aio_frame *f = mb_frame(&b, &t->frames, "Lock.acquire", "/usr/lib/asyncio/locks.py", 113);
     f = mb_frame(&b, &t->frames, "worker", "/srv/app.py", 12);
-    aio_local *loc = vec_push(&f->locals);
+    aio_local *loc = vec_push(aio_frame_locals(f));
     loc->name = mb_str(&b, "n");
     loc->repr = mb_str(&b, "3");
     mb_wait(&b, 0x1000, AIO_KIND_TASK, 0x2000);
