@@ -167,16 +167,16 @@ static void aio_task_name(aio_ctx *c, uint64_t name, aio_task *task) {
     char buf[256];
     int64_t n;
     if (!name || name == c->t->types.none) {
-        task->name = util_strdup("");
+        task->name = aio_text(c->model, "");
     } else if (py_read_str_buf(c->t, name, buf, sizeof buf) == ERR_OK) {
-        task->name = util_strdup(buf);
+        task->name = aio_text(c->model, buf);
     } else if (py_read_long(c->t, name, &n) == ERR_OK) {
         /* 3.13+ name tasks lazily: an int counter until get_name(). */
         snprintf(buf, sizeof buf, "Task-%" PRId64, n);
-        task->name = util_strdup(buf);
+        task->name = aio_text(c->model, buf);
     } else {
         snprintf(buf, sizeof buf, "<unreadable name at 0x%" PRIx64 ">", name);
-        task->name = util_strdup(buf);
+        task->name = aio_text(c->model, buf);
     }
 }
 
@@ -268,7 +268,7 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     if (aio_object_kind(c, addr) == AIO_OBJ_C_TASK) {
         uint8_t b[AIO_TASK_SIZE_MAX_READ];
         if (A->task_size > sizeof b || mem_read(t->m, addr, A->task_size, b) != ERR_OK) {
-            task->name = util_strdup("<unreadable task>");
+            task->name = aio_text(c->model, "<unreadable task>");
             task->truncated = true;
             return task->name ? ERR_OK : ERR_NOMEM;
         }
