@@ -306,6 +306,9 @@ bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *func
                      const char *file);
 /* The model's own copy of s, one per distinct text; NULL when out of memory. */
 const char *aio_intern(aio_model *m, const char *s);
+/* The model's copy of s, kept with its other texts until aio_model_free
+ * (not shared: for a task's own name); NULL when out of memory. */
+char *aio_text(aio_model *m, const char *s);
 
 /* What to build; stacks alone does not need the tasks. */
 typedef struct aio_options {

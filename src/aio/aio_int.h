@@ -126,10 +126,6 @@ void aio_thread_waits(py_target *t, aio_thread *th);
  * future, and the links between asyncio and concurrent futures. */
 err_t aio_thread_resources(aio_ctx *c);
 
-/* The model's copy of s, kept with its other texts until aio_model_free;
- * NULL when out of memory. */
-char *aio_text(aio_model *m, const char *s);
-
 /* Frees what a frame owns (its locals). */
 void aio_frame_free(aio_frame *f);
 

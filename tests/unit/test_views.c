@@ -1342,6 +1342,51 @@ TEST(views_report_a_failed_allocation_at_any_point_instead_of_printing_less) {
     mb_free(&b);
 }
 
+/* Names packed in blocks: each copy stays intact as later ones fill its
+ * block and the next, and a long one (its own block) in between changes
+ * neither. */
+TEST(model_texts_keep_their_bytes_across_blocks) {
+    aio_model m;
+    memset(&m, 0, sizeof m);
+    enum { N = 20000 }; /* about 250 KB of names: several blocks */
+    static char *got[N];
+    char want[64], big[40000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char *long_copy = NULL;
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof want, "worker-%d", i);
+        got[i] = aio_text(&m, want);
+        if (i == N / 2) {
+            long_copy = aio_text(&m, big);
+        }
+    }
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof want, "worker-%d", i);
+        bad += !got[i] || strcmp(got[i], want) != 0;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK(long_copy && strcmp(long_copy, big) == 0);
+    CHECK(m.text_blocks.len > 2);
+    aio_model_free(&m);
+}
+
+/* Counts are 32 bits: a vector asked to hold more refuses, allocating
+ * nothing, instead of wrapping. */
+TEST(vec_refuses_more_than_32_bit_counts) {
+    vec v;
+    vec_init(&v, sizeof(uint64_t));
+    CHECK(!vec_reserve(&v, (size_t)VEC_LEN_MAX + 1));
+    CHECK(v.data == NULL && v.cap == 0);
+    CHECK(vec_reserve(&v, 3));
+    CHECK(u64vec_push(&v, 7) && u64vec_push(&v, 8));
+    vec_shrink(&v);
+    CHECK_EQ(v.cap, 2);
+    CHECK(*VEC_AT(&v, uint64_t, 1) == 8);
+    vec_free(&v);
+}
+
 TEST(model_type_names_are_kept_once_per_text) {
     aio_model m;
     memset(&m, 0, sizeof m);
