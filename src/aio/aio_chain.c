@@ -110,9 +110,9 @@ static err_t aio_push_chain_frame(aio_ctx *c, aio_task *task, uint64_t frame_add
 
 static bool aio_type_named(aio_ctx *c, uint64_t obj, const char *name) {
     uint64_t type;
-    char buf[64];
-    return py_type_of(c->t, obj, &type) == ERR_OK &&
-           py_type_name(c->t, type, buf, sizeof buf) == ERR_OK && strcmp(buf, name) == 0;
+    const char *have;
+    return py_type_of(c->t, obj, &type) == ERR_OK && (have = aio_type_name(c, type)) != NULL &&
+           strcmp(have, name) == 0;
 }
 
 aio_resource *aio_resource_get(aio_ctx *c, uint64_t id, aio_kind kind) {
@@ -325,7 +325,11 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     uint64_t type;
     if (py_type_of(t, id, &type) == ERR_OK) {
         char tname[AIO_TYPE_NAME_MAX];
-        py_type_name(t, type, tname, sizeof tname);
+        const char *plain = aio_type_name(c, type);
+        if (!plain) {
+            return ERR_NOMEM;
+        }
+        snprintf(tname, sizeof tname, "%s", plain);
         aio_fw_type_name(c, id, type, tname, sizeof tname);
         if (!(task->waits_type = aio_intern(c->model, tname))) {
             return ERR_NOMEM;
@@ -411,8 +415,10 @@ err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter) {
             }
             break;
         }
-        char name[64];
-        py_type_name(t, type, name, sizeof name);
+        const char *name = aio_type_name(c, type);
+        if (!name) {
+            return ERR_NOMEM;
+        }
         if (strcmp(name, "_asyncio.FutureIter") == 0 || strcmp(name, "FutureIter") == 0) {
             mem_read_u64(t->m, obj + AIO_WRAPPED_OFF, &end);
             break;

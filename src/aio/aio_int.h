@@ -61,8 +61,15 @@ typedef struct aio_ctx {
     u64map fw_types, fw_req_codes, fw_stream_types;
     vec fw_stream_refs; /* aio_fw_ref */
     u64set registry_sets; /* the `data` sets of the task registries' WeakSets */
+    u64map type_names;    /* type address -> its interned name (aio_type_name) */
     bool fw_streams;    /* a memory stream is among the resources */
 } aio_ctx;
+
+/* A type's name, as py_type_name writes it into AIO_TYPE_NAME_MAX bytes
+ * ("?" when unreadable), interned and read once per type: a million tasks
+ * share a few types, and reading each one's name was a twentieth of
+ * `tasks`. NULL when out of memory. */
+const char *aio_type_name(aio_ctx *c, uint64_t type);
 
 /* A reference from a task's frame to one end of an anyio memory stream. */
 typedef struct aio_fw_ref {

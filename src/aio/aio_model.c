@@ -65,7 +65,22 @@ static int aio_task_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+const char *aio_type_name(aio_ctx *c, uint64_t type) {
+    uint64_t v;
+    if (u64map_get(&c->type_names, type, &v)) {
+        return (const char *)(uintptr_t)v;
+    }
+    char name[AIO_TYPE_NAME_MAX];
+    py_type_name(c->t, type, name, sizeof name);
+    const char *s = aio_intern(c->model, name);
+    if (s) {
+        u64map_put(&c->type_names, type, (uint64_t)(uintptr_t)s); /* a lost entry costs time only */
+    }
+    return s;
+}
+
 static void aio_ctx_free(aio_ctx *c) {
+    u64map_free(&c->type_names);
     u64set_free(&c->seen_tasks);
     u64set_free(&c->c_task_types);
     u64set_free(&c->c_future_types);

@@ -256,12 +256,8 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     vec_init(&task->awaited_by_interp, sizeof(uint64_t));
     vec_init(&task->chain, sizeof(uint64_t));
     uint64_t type;
-    if (py_type_of(t, addr, &type) == ERR_OK) {
-        char tname[AIO_TYPE_NAME_MAX];
-        py_type_name(t, type, tname, sizeof tname);
-        if (!(task->type = aio_intern(c->model, tname))) {
-            return ERR_NOMEM;
-        }
+    if (py_type_of(t, addr, &type) == ERR_OK && !(task->type = aio_type_name(c, type))) {
+        return ERR_NOMEM;
     }
     const aio_layout *A = &c->A;
     uint64_t fut_waiter = 0, name = 0, tb = 0;
