@@ -53,7 +53,7 @@ static aio_task *tm_task(tm *b, uint64_t id, const char *name, aio_kind kind, ui
     if (t) {
         memset(t, 0, sizeof *t);
         t->id = id;
-        t->name = util_strdup(name);
+        t->name = aio_text(&b->m, name); /* the model owns its names */
         t->state = AIO_STATE_PENDING;
         t->waits_kind = kind;
         t->waits_on = on;
