@@ -237,7 +237,8 @@ static err_t aio_fw_limiter(aio_ctx *c, aio_resource *r) {
         }
     }
     aio_fw_int(c, r->id, "_total_tokens", &total);
-    snprintf(r->detail, sizeof r->detail, "%zu of %" PRId64 " tokens borrowed", (size_t)items.len, total);
+    snprintf(r->detail, sizeof r->detail, "%zu of %" PRId64 " tokens borrowed", (size_t)items.len,
+             total);
     vec_free(&items);
     return e;
 }

@@ -145,23 +145,15 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
 /* References from tasks' frames to the resources: counts (for the refcount
  * test) and which tasks hold them. */
 typedef struct aio_refs {
-    u64map count;      /* resource id -> references found from frames */
-    vec pairs;         /* uint64_t (resource id, task id) pairs */
-    u64map iter_types; /* type -> 2 when it is _asyncio.FutureIter, else 1 */
+    u64map count; /* resource id -> references found from frames */
+    vec pairs;    /* uint64_t (resource id, task id) pairs */
 } aio_refs;
 
-/* Whether type is _asyncio.FutureIter, its name read once per type: the
- * scan meets a few types a million times. */
-static bool aio_is_future_iter(aio_ctx *c, aio_refs *refs, uint64_t type) {
-    uint64_t v;
-    if (u64map_get(&refs->iter_types, type, &v)) {
-        return v == 2;
-    }
-    char name[64];
-    bool iter = py_type_name(c->t, type, name, sizeof name) == ERR_OK &&
-                strcmp(name, "_asyncio.FutureIter") == 0;
-    u64map_put(&refs->iter_types, type, iter ? 2 : 1); /* a lost entry costs time only */
-    return iter;
+/* Whether type is _asyncio.FutureIter (its name read once per type,
+ * aio_type_name: the scan meets a few types a million times). */
+static bool aio_is_future_iter(aio_ctx *c, uint64_t type) {
+    const char *name = aio_type_name(c, type);
+    return name && strcmp(name, "_asyncio.FutureIter") == 0;
 }
 
 static err_t aio_note_ref(aio_ctx *c, aio_refs *refs, uint64_t obj, uint64_t task, bool owned) {
@@ -214,7 +206,7 @@ static err_t aio_scan_object(aio_ctx *c, aio_refs *refs, u64set *cells, uint64_t
         }
         return ERR_OK;
     }
-    if (aio_is_future_iter(c, refs, type) && mem_read_u64(t->m, o + 16, &inner) == ERR_OK) {
+    if (aio_is_future_iter(c, type) && mem_read_u64(t->m, o + 16, &inner) == ERR_OK) {
         return aio_note_ref(c, refs, inner, task, true);
     }
     /* References through objects (self.event) are not followed: such a
@@ -366,7 +358,6 @@ static err_t aio_resolvers(aio_ctx *c) {
     aio_model *m = c->model;
     aio_refs refs;
     u64map_init(&refs.count);
-    u64map_init(&refs.iter_types);
     vec_init(&refs.pairs, sizeof(uint64_t));
     u64set cells;
     u64set_init(&cells);
@@ -396,7 +387,6 @@ static err_t aio_resolvers(aio_ctx *c) {
                            count > found;
     }
     u64map_free(&refs.count);
-    u64map_free(&refs.iter_types);
     vec_free(&refs.pairs);
     u64set_free(&cells);
     return e;

@@ -116,7 +116,8 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task) {
         if (e == ERR_OK && names.len > AIO_LOCALS_MAX) {
             /* Say where the limit cut, as a last pseudo-local both views show. */
             char more[64];
-            snprintf(more, sizeof more, "%zu more locals not shown", (size_t)names.len - AIO_LOCALS_MAX);
+            snprintf(more, sizeof more, "%zu more locals not shown",
+                     (size_t)names.len - AIO_LOCALS_MAX);
             vec *locals = aio_frame_locals(f);
             aio_local *l = locals ? vec_push(locals) : NULL;
             if (!l || !(l->name = util_strdup("...")) || !(l->repr = util_strdup(more))) {

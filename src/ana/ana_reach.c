@@ -400,11 +400,11 @@ err_t ana_reach_verdicts(ana_ctx *c) {
 typedef struct ana_stuck {
     ana_ctx *c;
     const aio_heap *h;
-    u64map target;    /* 1 + object index -> 1 + slot in refs: the waits described */
-    vec refs;         /* uint32_t, ANA_REFERRERS_MAX per slot, AIO_HEAP_NONE padded */
-    u64map hop;       /* 1 + referrer object index -> 1 + slot in hop_refs */
-    vec hop_refs;     /* uint32_t, one per hop slot: a coroutine referencing that referrer */
-    uint32_t *owner;  /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
+    u64map target;   /* 1 + object index -> 1 + slot in refs: the waits described */
+    vec refs;        /* uint32_t, ANA_REFERRERS_MAX per slot, AIO_HEAP_NONE padded */
+    u64map hop;      /* 1 + referrer object index -> 1 + slot in hop_refs */
+    vec hop_refs;    /* uint32_t, one per hop slot: a coroutine referencing that referrer */
+    uint32_t *owner; /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
     /* Per object, one bit each: a key of target, of hop. The passes over
      * every edge test the bit before probing the map: a million tasks'
      * heap has 22 million edges, and a probe each was a tenth of the

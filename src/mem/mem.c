@@ -238,10 +238,8 @@ static inline bool mem_read_last(mem *m, uint64_t addr, size_t len, void *dst) {
     return true;
 }
 
-err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
-    if (len > 0 && mem_read_last(m, addr, len, dst)) {
-        return ERR_OK;
-    }
+/* Every other read: the general path, and what observes reads. */
+static err_t mem_read_slow(mem *m, uint64_t addr, size_t len, void *dst) {
     err_t e = mem_read_cached(m, addr, len, dst);
     if (e == ERR_OK && len > 0 && m->observe) {
         m->observe(m->observe_ctx, addr, len, dst);
@@ -249,13 +247,13 @@ err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
     return e;
 }
 
+err_t mem_read(mem *m, uint64_t addr, size_t len, void *dst) {
+    return len > 0 && mem_read_last(m, addr, len, dst) ? ERR_OK : mem_read_slow(m, addr, len, dst);
+}
+
 err_t mem_read_u64(mem *m, uint64_t addr, uint64_t *out) {
     uint8_t b[8];
-    if (mem_read_last(m, addr, sizeof b, b)) {
-        *out = rd_u64(b, 0);
-        return ERR_OK;
-    }
-    err_t e = mem_read(m, addr, sizeof b, b);
+    err_t e = mem_read_last(m, addr, sizeof b, b) ? ERR_OK : mem_read_slow(m, addr, sizeof b, b);
     if (e == ERR_OK) {
         *out = rd_u64(b, 0);
     }

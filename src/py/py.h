@@ -203,7 +203,6 @@ typedef struct py_code {
     int nlocalsplus;
 } py_code;
 
-
 err_t py_code_get(py_target *t, uint64_t addr, const py_code **out);
 /* Line of the instruction at code-unit index idx, -1 when it has none. */
 int py_code_line(const py_code *c, int64_t idx);
