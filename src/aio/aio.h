@@ -309,6 +309,9 @@ const char *aio_intern(aio_model *m, const char *s);
 /* The model's copy of s, kept with its other texts until aio_model_free
  * (not shared: for a task's own name); NULL when out of memory. */
 char *aio_text(aio_model *m, const char *s);
+/* Puts the model's tasks in the order every view shows: pending first, then
+ * by loop, then by address. ERR_NOMEM leaves them as they were. */
+err_t aio_sort_tasks(aio_model *m);
 
 /* What to build; stacks alone does not need the tasks. */
 typedef struct aio_options {

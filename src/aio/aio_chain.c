@@ -242,6 +242,43 @@ static err_t aio_members(aio_ctx *c, aio_resource *r) {
     return e;
 }
 
+/* What aio_classify reads of a frame's function, worked out once per
+ * function: its name is pooled per code object (aio_frame_names), so the
+ * pointer is the key, and a million tasks share a few dozen such frames,
+ * each of which was matched against every rule by name. */
+#define AIO_FR_LIBRARY 1u  /* in a library the classification looks through */
+#define AIO_FR_WAIT_FOR 2u /* asyncio.wait_for */
+#define AIO_FR_SLEEP 4u    /* asyncio.sleep */
+/* Bit AIO_FR_RULE + k: aio_rules[k] names it; AIO_FR_FW_RULE + k likewise. */
+#define AIO_FR_RULE 8
+#define AIO_FR_FW_RULE 40
+_Static_assert(ARRAY_LEN(aio_rules) <= AIO_FR_FW_RULE - AIO_FR_RULE, "rule bits overlap");
+_Static_assert(ARRAY_LEN(aio_fw_rules) <= 64 - AIO_FR_FW_RULE, "too many framework rules");
+
+static uint64_t aio_frame_rules(aio_ctx *c, const aio_frame *f) {
+    uint64_t v, key = (uint64_t)(uintptr_t)f->function;
+    if (u64map_get(&c->frame_rules, key, &v)) {
+        return v;
+    }
+    v = 0;
+    if (aio_is_asyncio_file(f->file)) {
+        v |= AIO_FR_LIBRARY;
+        v |= strcmp(f->function, "wait_for") == 0 ? AIO_FR_WAIT_FOR : 0;
+        v |= strcmp(f->function, "sleep") == 0 ? AIO_FR_SLEEP : 0;
+        for (size_t k = 0; k < ARRAY_LEN(aio_rules); k++) {
+            v |= strcmp(f->function, aio_rules[k].qualname) == 0 ? (uint64_t)1 << (AIO_FR_RULE + k)
+                                                                 : 0;
+        }
+        for (size_t k = 0; k < ARRAY_LEN(aio_fw_rules); k++) {
+            v |= strcmp(f->function, aio_fw_rules[k].rule.qualname) == 0
+                     ? (uint64_t)1 << (AIO_FR_FW_RULE + k)
+                     : 0;
+        }
+    }
+    u64map_put(&c->frame_rules, key, v); /* a lost entry costs time only */
+    return v;
+}
+
 /* Classifies what the task waits on and records the resource. */
 static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     py_target *t = c->t;
@@ -255,18 +292,19 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     bool in_wait_for = false;
     for (size_t i = 0; i < task->frames.len; i++) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
-        if (!f->function || !aio_is_asyncio_file(f->file)) {
+        uint64_t fr = f->function ? aio_frame_rules(c, f) : 0;
+        if (!(fr & AIO_FR_LIBRARY)) {
             break;
         }
-        if (strcmp(f->function, "wait_for") == 0) {
+        if (fr & AIO_FR_WAIT_FOR) {
             in_wait_for = true;
         }
-        if (strcmp(f->function, "sleep") == 0) {
+        if (fr & AIO_FR_SLEEP) {
             kind = AIO_KIND_SLEEP;
             self = 0;
         }
         for (size_t k = 0; k < ARRAY_LEN(aio_rules); k++) {
-            if (strcmp(f->function, aio_rules[k].qualname) == 0) {
+            if (fr & (uint64_t)1 << (AIO_FR_RULE + k)) {
                 kind = aio_rules[k].kind;
                 self = 0;
                 if (!aio_rules[k].by_future) {
@@ -278,7 +316,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
             const aio_fw_rule *rule = &aio_fw_rules[k];
             const aio_frame *outer =
                 i + 1 < task->frames.len ? VEC_AT(&task->frames, aio_frame, i + 1) : NULL;
-            if (strcmp(f->function, rule->rule.qualname) != 0) {
+            if (!(fr & (uint64_t)1 << (AIO_FR_FW_RULE + k))) {
                 continue;
             }
             kind = rule->rule.kind;

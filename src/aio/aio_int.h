@@ -62,6 +62,7 @@ typedef struct aio_ctx {
     vec fw_stream_refs; /* aio_fw_ref */
     u64set registry_sets; /* the `data` sets of the task registries' WeakSets */
     u64map type_names;    /* type address -> its interned name (aio_type_name) */
+    u64map frame_rules;   /* a frame's pooled function name -> what aio_classify reads of it */
     bool fw_streams;    /* a memory stream is among the resources */
 } aio_ctx;
 

@@ -193,6 +193,10 @@ err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out);
 err_t py_frame_find_below(py_target *t, uint64_t anchor, uint64_t *found);
 
 /* Code objects, cached per target. */
+/* Lines a code object remembers (py_frame_read): the instructions its
+ * suspended coroutines wait at are few. */
+#define PY_CODE_LINE_MEMO 4
+
 typedef struct py_code {
     uint64_t addr;
     char *qualname;
@@ -201,6 +205,10 @@ typedef struct py_code {
     uint8_t *linetable;
     size_t linetable_len;
     int nlocalsplus;
+    /* 1 + an instruction index, 0 when unused, and its line. */
+    int64_t memo_idx[PY_CODE_LINE_MEMO];
+    int memo_line[PY_CODE_LINE_MEMO];
+    unsigned memo_next;
 } py_code;
 
 err_t py_code_get(py_target *t, uint64_t addr, const py_code **out);

@@ -88,7 +88,7 @@ static err_t py_code_load(py_target *t, uint64_t addr, py_code **out) {
     return ERR_OK;
 }
 
-err_t py_code_get(py_target *t, uint64_t addr, const py_code **out) {
+static err_t py_code_lookup(py_target *t, uint64_t addr, py_code **out) {
     if (!t->codes) {
         t->codes = util_calloc(1, sizeof *t->codes);
         if (!t->codes) {
@@ -110,6 +110,13 @@ err_t py_code_get(py_target *t, uint64_t addr, const py_code **out) {
     t->codes->addr[slot] = addr;
     *out = c;
     return ERR_OK;
+}
+
+err_t py_code_get(py_target *t, uint64_t addr, const py_code **out) {
+    py_code *c = NULL;
+    err_t e = py_code_lookup(t, addr, &c);
+    *out = c;
+    return e;
 }
 
 static bool lt_varint(const uint8_t *p, size_t n, size_t *i, uint32_t *out) {
@@ -185,9 +192,23 @@ int py_code_line(const py_code *c, int64_t idx) {
     return -1;
 }
 
+/* py_code_line through the code's memo: a million tasks suspended at the
+ * same few instructions would decode its table from the start each. */
+static int py_code_line_memo(py_code *c, int64_t idx) {
+    for (size_t i = 0; i < PY_CODE_LINE_MEMO; i++) {
+        if (c->memo_idx[i] == idx + 1) {
+            return c->memo_line[i];
+        }
+    }
+    int line = py_code_line(c, idx);
+    size_t at = c->memo_next++ % PY_CODE_LINE_MEMO;
+    c->memo_idx[at] = idx + 1;
+    c->memo_line[at] = line;
+    return line;
+}
+
 /* The frame but its line, and its code. */
-static err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out,
-                                const py_code **code_out) {
+static err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out, py_code **code_out) {
     const py_layout *L = &t->L;
     uint8_t b[256];
     memset(out, 0, sizeof *out);
@@ -207,8 +228,8 @@ static err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out,
         type != t->types.code) {
         return ERR_OK; /* a shim, entry or C-stack frame: not Python code */
     }
-    const py_code *c;
-    err_t e = py_code_get(t, code, &c);
+    py_code *c;
+    err_t e = py_code_lookup(t, code, &c);
     if (e != ERR_OK) {
         return e;
     }
@@ -230,7 +251,7 @@ static err_t py_frame_read_code(py_target *t, uint64_t addr, py_frame *out,
 
 err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
     const py_layout *L = &t->L;
-    const py_code *c = NULL;
+    py_code *c = NULL;
     err_t e = py_frame_read_code(t, addr, out, &c);
     if (e != ERR_OK || !out->code) {
         return e;
@@ -240,7 +261,7 @@ err_t py_frame_read(py_target *t, uint64_t addr, py_frame *out) {
     /* 3.11/3.12 keep the last executed instruction (base - 2 before the
      * first); 3.13+ the current one. Both index the line table alike. */
     if (out->instr >= base && out->instr - base <= PY_CODE_BYTES_MAX) {
-        out->line = py_code_line(c, (int64_t)((out->instr - base) / 2));
+        out->line = py_code_line_memo(c, (int64_t)((out->instr - base) / 2));
     } else if (L->fr_instr_is_last && out->instr < base && base - out->instr <= 2) {
         out->line = py_code_line(c, -1);
     }

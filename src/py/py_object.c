@@ -113,6 +113,19 @@ static err_t py_read_str_as(py_target *t, uint64_t obj, sbuf *out, size_t max_ch
             return ERR_READ;
         }
         for (size_t i = 0; i < take; i++) {
+            /* A run of printable ASCII goes in whole: task names are read
+             * a million times, and one call per character was a twentieth
+             * of `tasks`. */
+            size_t run = 0;
+            while (kind == 1 && !(esc & UTIL_ESC_REPR) && i + run < take &&
+                   chunk[i + run] >= 0x20 && chunk[i + run] < 0x7F) {
+                run++;
+            }
+            if (run) {
+                sbuf_add(out, (const char *)chunk + i, run);
+                i += run - 1;
+                continue;
+            }
             uint32_t cp = kind == 1   ? chunk[i]
                           : kind == 2 ? rd_u16(chunk, i * 2)
                                       : rd_u32(chunk, i * 4);
@@ -393,7 +406,17 @@ err_t py_dict_items(py_target *t, uint64_t obj, vec *out) {
  * non-ASCII text. */
 static bool py_str_equals(py_target *t, uint64_t obj, const char *s) {
     char buf[256];
-    size_t n = strlen(s);
+    size_t n = strlen(s), points = 0;
+    for (size_t i = 0; i < n; i++) {
+        points += ((uint8_t)s[i] & 0xC0) != 0x80; /* UTF-8: not a continuation byte */
+    }
+    uint64_t length;
+    /* The length first: a lookup in sys.modules meets hundreds of keys,
+     * and few of them have as many code points as the one it wants. */
+    if (!obj || mem_read_u64(t->m, obj + (uint64_t)t->L.str_length, &length) != ERR_OK ||
+        length != points) {
+        return false;
+    }
     if (n >= sizeof buf - 1 || py_read_str_buf(t, obj, buf, n + 2) != ERR_OK) {
         return false;
     }

@@ -158,6 +158,27 @@ TEST(frame_gives_qualname_filename_and_line_in_every_layout) {
     }
 }
 
+/* The lines a code object remembers (PY_CODE_LINE_MEMO) must stay the
+ * table's own while more instructions than it holds come and go. */
+TEST(frame_lines_stay_right_past_the_code_line_memo) {
+    fx f;
+    if (!CHECK(fx_open(&f, 14))) {
+        return;
+    }
+    uint64_t code = put_code(&f, "Worker.run", "/srv/app/worker.py");
+    const int want[CODE_UNITS] = {6, 6, 8, 8, 8, -1, -1, -1};
+    const int64_t order[] = {0, 3, 1, 4, 5, 2, 0, 6, 3, 1, 7, 2, 5, 0, 4, 4, 6, 1};
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < ARRAY_LEN(order); i++) {
+            py_frame out;
+            uint64_t fr = put_frame(&f, code, unit_at(&f, code, order[i]), 0);
+            CHECK_ERR(py_frame_read(&f.t, fr, &out), ERR_OK);
+            CHECK_EQ(out.line, want[order[i]]);
+        }
+    }
+    fx_close(&f);
+}
+
 TEST(frame_312_code_at_0_and_owner_at_70) {
     fx f;
     if (!CHECK(fx_open(&f, 12))) {

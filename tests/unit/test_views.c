@@ -1387,6 +1387,44 @@ TEST(vec_refuses_more_than_32_bit_counts) {
     vec_free(&v);
 }
 
+/* The tasks sorted in place: every record arrives whole at its place in
+ * the order (pending, loop, address), through permutation cycles of every
+ * length. */
+TEST(model_tasks_sort_in_place_by_state_loop_and_address) {
+    aio_model m;
+    memset(&m, 0, sizeof m);
+    vec_init(&m.tasks, sizeof(aio_task));
+    enum { N = 5000 };
+    uint64_t seed = 12345;
+    for (int i = 0; i < N; i++) {
+        aio_task *t = vec_push(&m.tasks);
+        if (!CHECK(t != NULL)) {
+            vec_free(&m.tasks);
+            return;
+        }
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        t->id = 0x7f0000000000ull + (seed >> 40) * 64 + (uint64_t)i * 8;
+        t->loop = 0x1000 + ((seed >> 20) & 3) * 0x100;
+        t->state = (seed >> 30) & 1 ? AIO_STATE_PENDING : AIO_STATE_DONE;
+        t->coro = t->id ^ t->loop; /* a field that must travel with its task */
+    }
+    CHECK_ERR(aio_sort_tasks(&m), ERR_OK);
+    int bad = 0;
+    for (size_t i = 0; i < m.tasks.len; i++) {
+        const aio_task *t = VEC_AT(&m.tasks, aio_task, i);
+        bad += t->coro != (t->id ^ t->loop);
+        if (i > 0) {
+            const aio_task *p = VEC_AT(&m.tasks, aio_task, i - 1);
+            bool pd = p->state != AIO_STATE_PENDING, td = t->state != AIO_STATE_PENDING;
+            bad += pd > td ||
+                   (pd == td && (p->loop > t->loop || (p->loop == t->loop && p->id >= t->id)));
+        }
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(m.tasks.len, N);
+    vec_free(&m.tasks);
+}
+
 TEST(model_type_names_are_kept_once_per_text) {
     aio_model m;
     memset(&m, 0, sizeof m);
