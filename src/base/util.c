@@ -199,44 +199,23 @@ void vec_free(vec *v) {
     v->len = v->cap = 0;
 }
 
-void *vec_push(vec *v) {
-    if (v->len == v->cap) {
-        /* Small first allocations: a million tasks each hold a few short
-         * vectors, most of them with one or two elements. */
-        size_t cap = v->cap ? (size_t)v->cap * 2 : (v->elem >= 32 ? 2 : 4);
-        if (cap > VEC_LEN_MAX) {
-            cap = VEC_LEN_MAX;
-        }
-        if (cap == v->cap || v->elem == 0 || cap > SIZE_MAX / v->elem) {
-            return NULL;
-        }
-        void *d = util_realloc(v->data, cap * v->elem);
-        if (!d) {
-            return NULL;
-        }
-        v->data = d;
-        v->cap = (uint32_t)cap;
+bool vec_grow(vec *v) {
+    /* Small first allocations: a million tasks each hold a few short
+     * vectors, most of them with one or two elements. */
+    size_t cap = v->cap ? (size_t)v->cap * 2 : (v->elem >= 32 ? 2 : 4);
+    if (cap > VEC_LEN_MAX) {
+        cap = VEC_LEN_MAX;
     }
-    void *e = (char *)v->data + (size_t)v->len * v->elem;
-    /* The common sizes with a constant length, which the compiler turns
-     * into one store: the heap's arrays push millions of single words,
-     * and a call to memset per word was a tenth of `check` on a large
-     * heap. */
-    switch (v->elem) {
-    case 8:
-        memset(e, 0, 8);
-        break;
-    case 4:
-        memset(e, 0, 4);
-        break;
-    case 1:
-        memset(e, 0, 1);
-        break;
-    default:
-        memset(e, 0, v->elem);
+    if (cap == v->cap || v->elem == 0 || cap > SIZE_MAX / v->elem) {
+        return false;
     }
-    v->len++;
-    return e;
+    void *d = util_realloc(v->data, cap * v->elem);
+    if (!d) {
+        return false;
+    }
+    v->data = d;
+    v->cap = (uint32_t)cap;
+    return true;
 }
 
 bool vec_reserve(vec *v, size_t n) {

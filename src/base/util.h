@@ -62,8 +62,36 @@ typedef struct vec {
 
 void vec_init(vec *v, size_t elem);
 void vec_free(vec *v);
-/* Appends one zeroed element and returns it, or NULL when out of memory. */
-void *vec_push(vec *v);
+/* vec_push's slow path: room for one more element; false when out of
+ * memory or at VEC_LEN_MAX. */
+bool vec_grow(vec *v);
+/* Appends one zeroed element and returns it, or NULL when out of memory.
+ * Inline: the walk pushes five words per object of the target's heap, and
+ * a call each was a twentieth of `check`. */
+static inline void *vec_push(vec *v) {
+    if (v->len == v->cap && !vec_grow(v)) {
+        return NULL;
+    }
+    void *e = (char *)v->data + (size_t)v->len * v->elem;
+    /* The common sizes with a constant length, which the compiler turns
+     * into one store: a call to memset per word was a tenth of `check` on
+     * a large heap. */
+    switch (v->elem) {
+    case 8:
+        memset(e, 0, 8);
+        break;
+    case 4:
+        memset(e, 0, 4);
+        break;
+    case 1:
+        memset(e, 0, 1);
+        break;
+    default:
+        memset(e, 0, v->elem);
+    }
+    v->len++;
+    return e;
+}
 #define VEC_AT(v, type, i) (&((type *)(v)->data)[i])
 /* Room for n elements in all, so that pushes up to n do not grow it (one
  * copy where doubling makes a dozen); false on allocation failure. */
