@@ -76,6 +76,8 @@ struct mem {
     size_t line_size;    /* a power of two, MEM_PAGE_SIZE to MEM_LINE_MAX */
     size_t line_count;   /* a power of two */
     size_t cache_ways;   /* lines per set: MEM_CACHE_WAYS, or fewer in a tiny cache */
+    unsigned line_shift; /* log2(line_size) */
+    size_t set_mask;     /* sets - 1 (line_count / cache_ways, a power of two) */
     uint64_t *cache_tag; /* line address + 1; 0 = empty */
     uint8_t *cache_data;
     uint64_t *cache_bad;  /* per line: bit i set = its page i was not readable */
