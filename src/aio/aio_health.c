@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Value-stack slots of one frame we scan. */
@@ -28,7 +29,8 @@ static bool aio_anyio_aexit(aio_ctx *c, uint64_t func, const char *qualname) {
 
 /* Functions already identified as asyncio's _ContextManagerMixin.__aexit__
  * (value 2) or as something else (value 1). */
-static bool aio_is_aexit(aio_ctx *c, u64map *cache, uint64_t func) {
+static bool aio_is_aexit(aio_ctx *c, uint64_t func) {
+    u64map *cache = &c->aexit_funcs;
     uint64_t v;
     if (u64map_get(cache, func, &v)) {
         return v == 2;
@@ -74,10 +76,11 @@ static err_t aio_add_holder(aio_ctx *c, uint64_t obj, const aio_task *task, cons
     if (!r) {
         return ERR_NOMEM;
     }
-    for (size_t i = 0; i < r->holders.len; i++) {
-        if (*VEC_AT(&r->holders, uint64_t, i) == task->id) {
-            return ERR_OK;
-        }
+    /* Holders are placed task after task (aio_place_holdings), so the task
+     * holds it already only if it is the last holder: a search would make
+     * a Semaphore held by 100,000 tasks quadratic. */
+    if (r->holders.len && *VEC_AT(&r->holders, uint64_t, r->holders.len - 1) == task->id) {
+        return ERR_OK;
     }
     uint64_t *h = vec_push(&r->holders);
     aio_site *site = h ? vec_push(&r->holder_sites) : NULL;
@@ -93,7 +96,7 @@ static err_t aio_add_holder(aio_ctx *c, uint64_t obj, const aio_task *task, cons
 
 /* The context managers a suspended frame is inside of, from its value
  * stack: 3.11-3.13 keep a bound __aexit__, 3.14+ the function then self. */
-static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, size_t k) {
+static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
     py_target *t = c->t;
     const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
     int depth = f->depth;
@@ -114,9 +117,9 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
         uint64_t func, self = 0;
         if (type == t->types.method &&
             mem_read_u64(t->m, o + (uint64_t)t->L.meth_func, &func) == ERR_OK &&
-            aio_is_aexit(c, cache, func)) {
+            aio_is_aexit(c, func)) {
             mem_read_u64(t->m, o + (uint64_t)t->L.meth_self, &self);
-        } else if (type == t->types.function && i + 1 < depth && aio_is_aexit(c, cache, o)) {
+        } else if (type == t->types.function && i + 1 < depth && aio_is_aexit(c, o)) {
             py_frame_slot(t, f->addr, f->nlocalsplus + i + 1, &self);
         }
         if (self) {
@@ -134,12 +137,72 @@ static err_t aio_frame_holds(aio_ctx *c, u64map *cache, const aio_task *task, si
         }
     }
     for (int i = 0; i < nheld; i++) {
-        err_t e = aio_add_holder(c, held[i], task, f);
-        if (e != ERR_OK) {
-            return e;
+        aio_holding *h = vec_push(&c->holdings);
+        if (!h) {
+            return ERR_NOMEM;
         }
+        *h = (aio_holding){held[i], task->id, (uint32_t)k, c->holdings.len - 1};
     }
     return ERR_OK;
+}
+
+err_t aio_task_holds(aio_ctx *c, const aio_task *task) {
+    err_t e = ERR_OK;
+    for (size_t k = 0; k < task->frames.len && e == ERR_OK; k++) {
+        e = aio_frame_holds(c, task, k);
+    }
+    return e;
+}
+
+/* Each holding's place in the holder scan's order: its task's in the sorted
+ * tasks, then the order it was seen in. */
+typedef struct aio_holding_at {
+    size_t task;
+    uint32_t seq;
+} aio_holding_at;
+
+static int aio_holding_cmp(const void *a, const void *b) {
+    const aio_holding_at *x = a, *y = b;
+    if (x->task != y->task) {
+        return x->task < y->task ? -1 : 1;
+    }
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The holders the tasks' reads saw, task by task in the model's order, of
+ * the tasks still pending and not running (a running task's stack is on
+ * its thread, not in its frames). */
+static err_t aio_place_holdings(aio_ctx *c) {
+    aio_model *m = c->model;
+    size_t n = c->holdings.len;
+    aio_holding_at *at = n ? util_alloc(n * sizeof *at) : NULL;
+    if (n && !at) {
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const aio_holding *h = VEC_AT(&c->holdings, aio_holding, i);
+        uint64_t idx = SIZE_MAX;
+        u64map_get(&c->task_index, h->task, &idx);
+        at[i] = (aio_holding_at){(size_t)idx, h->seq};
+    }
+    if (n > 1) {
+        qsort(at, n, sizeof *at, aio_holding_cmp);
+    }
+    err_t e = ERR_OK;
+    for (size_t i = 0; i < n && e == ERR_OK; i++) {
+        if (at[i].task >= m->tasks.len) {
+            continue;
+        }
+        const aio_holding *h = VEC_AT(&c->holdings, aio_holding, at[i].seq);
+        const aio_task *task = VEC_AT(&m->tasks, aio_task, at[i].task);
+        if (task->state != AIO_STATE_PENDING || task->running_thread ||
+            h->frame >= task->frames.len) {
+            continue;
+        }
+        e = aio_add_holder(c, h->self, task, VEC_AT(&task->frames, aio_frame, h->frame));
+    }
+    util_free(at);
+    return e;
 }
 
 /* References from tasks' frames to the resources: counts (for the refcount
@@ -574,19 +637,7 @@ static size_t aio_other_threads(aio_ctx *c) {
 
 err_t aio_read_health(aio_ctx *c) {
     aio_model *m = c->model;
-    u64map cache;
-    u64map_init(&cache);
-    err_t e = ERR_OK;
-    for (size_t i = 0; i < m->tasks.len && e == ERR_OK; i++) {
-        const aio_task *task = VEC_AT(&m->tasks, aio_task, i);
-        if (task->state != AIO_STATE_PENDING || task->running_thread) {
-            continue;
-        }
-        for (size_t k = 0; k < task->frames.len && e == ERR_OK; k++) {
-            e = aio_frame_holds(c, &cache, task, k);
-        }
-    }
-    u64map_free(&cache);
+    err_t e = aio_place_holdings(c);
     /* The stack shows who entered `async with`; the lock tells whether it
      * is held now: a task in Condition.wait() released it meanwhile. */
     for (size_t i = 0; i < m->resources.len && e == ERR_OK; i++) {

@@ -45,6 +45,16 @@ typedef enum aio_objkind {
     AIO_OBJ_PY_FUTURE,
 } aio_objkind;
 
+/* An `async with` on self that a task's frame is inside of, seen on its
+ * value stack while the task was read (aio_task_holds): the holder scan
+ * then reads no frame again. */
+typedef struct aio_holding {
+    uint64_t self;
+    uint64_t task;  /* its id */
+    uint32_t frame; /* index in the task's frames */
+    uint32_t seq;   /* the order it was seen in */
+} aio_holding;
+
 typedef struct aio_ctx {
     py_target *t;
     aio_model *model;
@@ -63,8 +73,14 @@ typedef struct aio_ctx {
     u64set registry_sets; /* the `data` sets of the task registries' WeakSets */
     u64map type_names;    /* type address -> its interned name (aio_type_name) */
     u64map frame_rules;   /* a frame's pooled function name -> what aio_classify reads of it */
+    vec holdings;         /* aio_holding, when the health is asked for */
+    u64map aexit_funcs;   /* function -> 2 if an `async with` exit aio_frame_holds knows, else 1 */
     bool fw_streams;    /* a memory stream is among the resources */
 } aio_ctx;
+
+/* Notes what a pending task just read holds (aio_holding); the frames are
+ * then still in the memory cache. */
+err_t aio_task_holds(aio_ctx *c, const aio_task *task);
 
 /* A type's name, as py_type_name writes it into AIO_TYPE_NAME_MAX bytes
  * ("?" when unreadable), interned and read once per type: a million tasks

@@ -126,6 +126,8 @@ const char *aio_type_name(aio_ctx *c, uint64_t type) {
 static void aio_ctx_free(aio_ctx *c) {
     u64map_free(&c->type_names);
     u64map_free(&c->frame_rules);
+    vec_free(&c->holdings);
+    u64map_free(&c->aexit_funcs);
     u64set_free(&c->seen_tasks);
     u64set_free(&c->c_task_types);
     u64set_free(&c->c_future_types);
@@ -161,6 +163,7 @@ static err_t aio_build_tasks(py_target *t, const aio_options *opt, aio_model *mo
     c.model = model;
     c.opt = opt;
     vec_init(&c.fw_stream_refs, sizeof(aio_fw_ref));
+    vec_init(&c.holdings, sizeof(aio_holding));
     err_t e = mem_read_u64(t->m, t->runtime + (uint64_t)t->L.rt_interp_head, &c.interp);
     if (e != ERR_OK || !c.interp) {
         return err_set(t->err, ERR_CORE, "the main interpreter is not readable");

@@ -324,6 +324,9 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
         vec_shrink(&task->chain);
         vec_shrink(&task->awaits);
     }
+    if (e == ERR_OK && task->state == AIO_STATE_PENDING && c->opt->health) {
+        e = aio_task_holds(c, task);
+    }
     if (e == ERR_OK && task->state == AIO_STATE_PENDING && c->opt->tasks) {
         e = aio_fw_request(c, task);
     }
