@@ -141,7 +141,7 @@ static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
         if (!h) {
             return ERR_NOMEM;
         }
-        *h = (aio_holding){held[i], task->id, (uint32_t)k, c->holdings.len - 1};
+        *h = (aio_holding){held[i], task->id, k};
     }
     return ERR_OK;
 }
@@ -155,10 +155,10 @@ err_t aio_task_holds(aio_ctx *c, const aio_task *task) {
 }
 
 /* Each holding's place in the holder scan's order: its task's in the sorted
- * tasks, then the order it was seen in. */
+ * tasks, then the order it was seen in (its index in c->holdings). */
 typedef struct aio_holding_at {
     size_t task;
-    uint32_t seq;
+    size_t seq;
 } aio_holding_at;
 
 static int aio_holding_cmp(const void *a, const void *b) {
@@ -183,7 +183,7 @@ static err_t aio_place_holdings(aio_ctx *c) {
         const aio_holding *h = VEC_AT(&c->holdings, aio_holding, i);
         uint64_t idx = SIZE_MAX;
         u64map_get(&c->task_index, h->task, &idx);
-        at[i] = (aio_holding_at){(size_t)idx, h->seq};
+        at[i] = (aio_holding_at){(size_t)idx, i};
     }
     if (n > 1) {
         qsort(at, n, sizeof *at, aio_holding_cmp);

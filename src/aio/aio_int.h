@@ -51,8 +51,7 @@ typedef enum aio_objkind {
 typedef struct aio_holding {
     uint64_t self;
     uint64_t task;  /* its id */
-    uint32_t frame; /* index in the task's frames */
-    uint32_t seq;   /* the order it was seen in */
+    size_t frame;   /* index in the task's frames */
 } aio_holding;
 
 typedef struct aio_ctx {

@@ -206,16 +206,7 @@ bool vec_grow(vec *v) {
     if (cap > VEC_LEN_MAX) {
         cap = VEC_LEN_MAX;
     }
-    if (cap == v->cap || v->elem == 0 || cap > SIZE_MAX / v->elem) {
-        return false;
-    }
-    void *d = util_realloc(v->data, cap * v->elem);
-    if (!d) {
-        return false;
-    }
-    v->data = d;
-    v->cap = (uint32_t)cap;
-    return true;
+    return cap > v->cap && vec_reserve(v, cap);
 }
 
 bool vec_reserve(vec *v, size_t n) {
