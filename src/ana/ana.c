@@ -57,7 +57,7 @@ const aio_resource *ana_res(const ana_graph *g, size_t node) {
 
 bool ana_node_of_task(const ana_graph *g, uint64_t id, size_t *node) {
     uint64_t i;
-    if (!u64map_get(&g->task_index, id, &i)) {
+    if (!u64map_get(g->task_index, id, &i)) {
         return false;
     }
     *node = (size_t)i;
@@ -65,12 +65,39 @@ bool ana_node_of_task(const ana_graph *g, uint64_t id, size_t *node) {
 }
 
 static err_t ana_add_edge(ana_graph *g, size_t from, size_t to, ana_edge_kind kind) {
-    ana_edge *e = vec_push(&g->out[from]);
-    if (!e) {
+    ana_pending *p = vec_push(&g->pending);
+    if (!p) {
         return ERR_NOMEM;
     }
-    e->to = (uint32_t)to;
-    e->kind = (uint8_t)kind;
+    p->from = (uint32_t)from;
+    p->edge.to = (uint32_t)to;
+    p->edge.kind = (uint8_t)kind;
+    return ERR_OK;
+}
+
+/* The pending edges into place, node by node, each node's in the order
+ * they came (a counting sort is stable). The pending vector's length is
+ * 32 bits, so the offsets are too. */
+static err_t ana_place_edges(ana_graph *g) {
+    size_t n = g->pending.len;
+    g->first = util_calloc(g->nnodes + 2, sizeof *g->first);
+    g->edges = util_alloc((n ? n : 1) * sizeof *g->edges);
+    if (!g->first || !g->edges) {
+        return ERR_NOMEM;
+    }
+    const ana_pending *p = g->pending.data;
+    for (size_t i = 0; i < n; i++) {
+        g->first[p[i].from + 2]++;
+    }
+    for (size_t v = 2; v < g->nnodes + 2; v++) {
+        g->first[v] += g->first[v - 1];
+    }
+    /* first[v + 1] is now where node v's edges start; placing them moves
+     * it to where they end, which is first[v + 1] for the final layout. */
+    for (size_t i = 0; i < n; i++) {
+        g->edges[g->first[p[i].from + 1]++] = p[i].edge;
+    }
+    vec_free(&g->pending);
     return ERR_OK;
 }
 
@@ -159,16 +186,14 @@ static err_t ana_build_graph(ana_graph *g, const aio_model *m) {
     g->ntasks = m->tasks.len;
     g->nres = m->resources.len;
     g->nnodes = m->tasks.len + m->resources.len + m->threads.len;
-    g->out = util_calloc(g->nnodes ? g->nnodes : 1, sizeof *g->out);
-    if (!g->out) {
-        return ERR_NOMEM;
-    }
-    for (size_t i = 0; i < g->nnodes; i++) {
-        vec_init(&g->out[i], sizeof(ana_edge));
-    }
-    for (size_t i = 0; i < m->tasks.len; i++) {
-        if (!u64map_put(&g->task_index, ana_task(g, i)->id, i)) {
-            return ERR_NOMEM;
+    vec_init(&g->pending, sizeof(ana_pending));
+    g->task_index = &m->task_index;
+    if (m->task_index.count != m->tasks.len) {
+        g->task_index = &g->own_task_index;
+        for (size_t i = 0; i < m->tasks.len; i++) {
+            if (!u64map_put(&g->own_task_index, ana_task(g, i)->id, i)) {
+                return ERR_NOMEM;
+            }
         }
     }
     for (size_t i = 0; i < m->resources.len; i++) {
@@ -222,17 +247,15 @@ static err_t ana_build_graph(ana_graph *g, const aio_model *m) {
             break;
         }
     }
-    return e == ERR_OK ? ana_thread_edges(g) : e;
+    e = e == ERR_OK ? ana_thread_edges(g) : e;
+    return e == ERR_OK ? ana_place_edges(g) : e;
 }
 
 static void ana_free_graph(ana_graph *g) {
-    if (g->out) {
-        for (size_t i = 0; i < g->nnodes; i++) {
-            vec_free(&g->out[i]);
-        }
-        util_free(g->out);
-    }
-    u64map_free(&g->task_index);
+    vec_free(&g->pending);
+    util_free(g->first);
+    util_free(g->edges);
+    u64map_free(&g->own_task_index);
     u64map_free(&g->res_index);
     u64map_free(&g->thread_index);
 }
@@ -281,9 +304,10 @@ static err_t ana_scc(const ana_graph *g, ana_scc_fn fn, void *ctx) {
         while (call.len && e == ERR_OK) {
             ana_frame *f = VEC_AT(&call, ana_frame, call.len - 1);
             uint32_t v = f->node;
-            const vec *edges = &g->out[v];
-            if (f->next_edge < edges->len) {
-                uint32_t w = VEC_AT(edges, ana_edge, f->next_edge)->to;
+            size_t nedges;
+            const ana_edge *edges = ana_out(g, v, &nedges);
+            if (f->next_edge < nedges) {
+                uint32_t w = edges[f->next_edge].to;
                 f->next_edge++;
                 if (index[w] == unvisited) {
                     index[w] = low[w] = counter++;
@@ -438,9 +462,10 @@ static void ana_ring_order(ana_ctx *c, const uint32_t *nodes, size_t n, uint32_t
         out[k++] = cur;
         c->in_scc[cur] = false;
         more = false;
-        const vec *edges = &g->out[cur];
-        for (size_t e = 0; e < edges->len && !more; e++) {
-            uint32_t to = (uint32_t)VEC_AT(edges, ana_edge, e)->to;
+        size_t nedges;
+        const ana_edge *edges = ana_out(g, cur, &nedges);
+        for (size_t e = 0; e < nedges && !more; e++) {
+            uint32_t to = edges[e].to;
             if (c->in_scc[to]) {
                 cur = to;
                 more = true;
@@ -459,8 +484,10 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     ana_ctx *c = ctx;
     const ana_graph *g = &c->g;
     bool cyclic = n > 1;
-    for (size_t k = 0; !cyclic && k < g->out[nodes[0]].len; k++) {
-        cyclic = VEC_AT(&g->out[nodes[0]], ana_edge, k)->to == nodes[0];
+    size_t nself;
+    const ana_edge *self = ana_out(g, nodes[0], &nself);
+    for (size_t k = 0; !cyclic && k < nself; k++) {
+        cyclic = self[k].to == nodes[0];
     }
     if (!cyclic) {
         return ERR_OK;
@@ -474,9 +501,10 @@ static err_t ana_on_scc(void *ctx, const uint32_t *nodes, size_t n) {
     size_t tasks = 0;
     for (size_t i = 0; i < n; i++) {
         tasks += nodes[i] < g->ntasks;
-        const vec *edges = &g->out[nodes[i]];
-        for (size_t k = 0; k < edges->len; k++) {
-            const ana_edge *e = VEC_AT(edges, ana_edge, k);
+        size_t nedges;
+        const ana_edge *edges = ana_out(g, nodes[i], &nedges);
+        for (size_t k = 0; k < nedges; k++) {
+            const ana_edge *e = &edges[k];
             if (c->in_scc[e->to]) {
                 wake |= e->kind == ANA_EDGE_WAKE;
                 lock |= e->kind == ANA_EDGE_LOCK;
@@ -597,9 +625,10 @@ static bool ana_threads_closed(ana_ctx *c, const uint32_t *nodes, size_t n, bool
             r->kind != AIO_KIND_EXECUTOR) {
             continue;
         }
-        const vec *edges = &g->out[nodes[i]];
-        for (size_t k = 0; k < edges->len; k++) {
-            if (!c->in_scc[VEC_AT(edges, ana_edge, k)->to]) {
+        size_t nedges;
+        const ana_edge *edges = ana_out(g, nodes[i], &nedges);
+        for (size_t k = 0; k < nedges; k++) {
+            if (!c->in_scc[edges[k].to]) {
                 return false;
             }
         }

@@ -19,10 +19,30 @@ typedef struct ana_graph {
     const aio_model *m;
     size_t ntasks, nnodes;
     size_t nres; /* resources are nodes ntasks.., threads follow them */
-    u64map task_index, res_index;
+    /* Task id -> index: the model's own index when it has one (a second
+     * copy was 30 MB at a million tasks), else own_task_index. */
+    const u64map *task_index;
+    u64map own_task_index, res_index;
     u64map thread_index; /* native id -> index in m->threads */
-    vec *out;            /* per node: vec of ana_edge */
+    /* The edges, node by node: node v's are edges[first[v] .. first[v+1]),
+     * in the order they were added. Gathered as (from, edge) pairs while
+     * the graph is built, then placed by a counting sort: a vector per
+     * node was a small allocation per task, 70 MB at a million tasks. */
+    vec pending; /* ana_pending, until ana_build_graph places them */
+    uint32_t *first;
+    ana_edge *edges;
 } ana_graph;
+
+typedef struct ana_pending {
+    uint32_t from;
+    ana_edge edge;
+} ana_pending;
+
+/* Node v's edges; *n gets their count. */
+static inline const ana_edge *ana_out(const ana_graph *g, size_t v, size_t *n) {
+    *n = g->first[v + 1] - g->first[v];
+    return g->edges + g->first[v];
+}
 
 typedef struct ana_ctx {
     ana_graph g;
