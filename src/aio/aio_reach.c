@@ -21,10 +21,6 @@
  * (AIO_REACH_EDGES_MAX), so the object stays a root, as its real count
  * would keep it. */
 #define AIO_REFCNT_MAX INT32_MAX
-/* The heap's sort: 11-bit digits, four passes over 44 bits of addresses
- * that differ. */
-#define AIO_HEAP_RADIX_BITS 11
-#define AIO_HEAP_RADIX (1u << AIO_HEAP_RADIX_BITS)
 /* The directory's pages: 4 KiB hold a few dozen GC objects, so the binary
  * search within one stays in a few cache lines. */
 #define AIO_HEAP_PAGE_SHIFT 12
@@ -102,38 +98,7 @@ static err_t aio_reach_index(aio_reach *r) {
     aio_heap *h = r->h;
     size_t n = h->objs.len;
     uint64_t *keys = h->objs.data;
-    uint8_t *flags = h->flags.data;
-    uint64_t *tmp_keys = n ? util_alloc(n * sizeof *tmp_keys) : NULL;
-    uint8_t *tmp_flags = n ? util_alloc(n) : NULL;
-    size_t *count = util_calloc(AIO_HEAP_RADIX, sizeof *count);
-    err_t e = count && (!n || (tmp_keys && tmp_flags)) ? ERR_OK : ERR_NOMEM;
-    /* Least significant digit first, over the bits that differ only. */
-    uint64_t differ = 0;
-    for (size_t i = 1; i < n && e == ERR_OK; i++) {
-        differ |= keys[i] ^ keys[0];
-    }
-    int lo = differ ? __builtin_ctzll(differ) : 64, hi = differ ? 64 - __builtin_clzll(differ) : 0;
-    for (int shift = lo; shift < hi && e == ERR_OK; shift += AIO_HEAP_RADIX_BITS) {
-        memset(count, 0, AIO_HEAP_RADIX * sizeof *count);
-        for (size_t i = 0; i < n; i++) {
-            count[(keys[i] >> shift) & (AIO_HEAP_RADIX - 1)]++;
-        }
-        for (size_t d = 0, sum = 0; d < AIO_HEAP_RADIX; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            size_t at = count[(keys[i] >> shift) & (AIO_HEAP_RADIX - 1)]++;
-            tmp_keys[at] = keys[i];
-            tmp_flags[at] = flags[i];
-        }
-        memcpy(keys, tmp_keys, n * sizeof *keys);
-        memcpy(flags, tmp_flags, n);
-    }
-    util_free(tmp_keys);
-    util_free(tmp_flags);
-    util_free(count);
+    err_t e = util_sort_u64(keys, h->flags.data, n) ? ERR_OK : ERR_NOMEM;
     for (size_t i = 0; i < n && e == ERR_OK;) {
         uint64_t page = keys[i] >> AIO_HEAP_PAGE_SHIFT;
         size_t k = i + 1;

@@ -30,8 +30,13 @@ typedef struct ana_reach {
     uint8_t *mark;       /* per object */
     uint32_t *owner;     /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
     uint8_t *active;     /* per task: can run (the fixpoint reached it) */
-    u64map wake_head;    /* 1 + object index -> 1 + first task (blocked on that future) */
-    uint32_t *wake_next; /* per task: the next task blocked on the same future */
+    /* The blocked tasks by the future each waits for: object index << 32
+     * | task index, sorted; a bit per object says whether any task waits
+     * for it, so that marking an object looks no further for most. A hash
+     * table from object to task was 50 MB at a million tasks. */
+    uint64_t *wakes;
+    size_t nwakes;
+    uint64_t *waited; /* per object, one bit */
     uint32_t *dep_head;  /* per task: 1 + first task that awaits it, 0 if none */
     uint32_t *dep_next;
     u64set finished; /* 1 + object index of each finished task */
@@ -58,10 +63,10 @@ static void ana_reach_free(ana_reach *r) {
     util_free(r->mark);
     util_free(r->owner);
     util_free(r->active);
-    util_free(r->wake_next);
+    util_free(r->wakes);
+    util_free(r->waited);
     util_free(r->dep_head);
     util_free(r->dep_next);
-    u64map_free(&r->wake_head);
     u64set_free(&r->finished);
     vec_free(&r->stack);
     vec_free(&r->tstack);
@@ -183,12 +188,28 @@ static err_t ana_mark(ana_reach *r, uint32_t i) {
     if (!ana_push32(&r->stack, i)) {
         return ERR_NOMEM;
     }
-    uint64_t v;
-    if (r->wake_head.count && u64map_get(&r->wake_head, (uint64_t)i + 1, &v)) {
-        for (uint32_t t = (uint32_t)(v - 1); t != AIO_HEAP_NONE; t = r->wake_next[t]) {
-            if (!r->active[t] && !ana_push32(&r->tstack, t)) {
-                return ERR_NOMEM;
-            }
+    if (!(r->waited[i / 64] >> (i % 64) & 1)) {
+        return ERR_OK;
+    }
+    /* The first wake at or past object i's, then its tasks, the last
+     * first (the order the tasks were pushed in before). */
+    size_t lo = 0, hi = r->nwakes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->wakes[mid] >> 32 < i) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    size_t end = lo;
+    while (end < r->nwakes && r->wakes[end] >> 32 == i) {
+        end++;
+    }
+    for (size_t k = end; k-- > lo;) {
+        uint32_t t = (uint32_t)r->wakes[k];
+        if (!r->active[t] && !ana_push32(&r->tstack, t)) {
+            return ERR_NOMEM;
         }
     }
     return ERR_OK;
@@ -244,7 +265,6 @@ static err_t ana_stuck_setup(ana_reach *r) {
     }
     for (size_t t = 0; t < nt; t++) {
         const aio_heap_task *ht = VEC_AT(&h->tasks, aio_heap_task, t);
-        r->wake_next[t] = AIO_HEAP_NONE;
         if (ana_finished(VEC_AT(&m->tasks, aio_task, t))) {
             /* Owned by no task: plain data. */
             if (ht->obj != AIO_HEAP_NONE && u64set_add(&r->finished, (uint64_t)ht->obj + 1) < 0) {
@@ -283,14 +303,13 @@ static err_t ana_stuck_setup(ana_reach *r) {
             r->dep_head[u] = (uint32_t)t + 1;
             continue;
         }
-        uint64_t v;
-        r->wake_next[t] = u64map_get(&r->wake_head, (uint64_t)ht->wake + 1, &v) ? (uint32_t)(v - 1)
-                                                                                : AIO_HEAP_NONE;
-        if (!u64map_put(&r->wake_head, (uint64_t)ht->wake + 1, t + 1)) {
-            e = ERR_NOMEM;
-        }
+        r->wakes[r->nwakes++] = (uint64_t)ht->wake << 32 | (uint64_t)t;
+        r->waited[ht->wake / 64] |= (uint64_t)1 << (ht->wake % 64);
     }
     u64set_free(&timed);
+    if (e == ERR_OK && !util_sort_u64(r->wakes, NULL, r->nwakes)) {
+        e = ERR_NOMEM;
+    }
     return e;
 }
 
@@ -364,11 +383,13 @@ err_t ana_reach_verdicts(ana_ctx *c) {
     r.mark = util_calloc(r.n + 1, 1);
     r.owner = util_alloc((r.n + 1) * sizeof *r.owner);
     r.active = util_calloc(nt + 1, 1);
-    r.wake_next = util_alloc((nt + 1) * sizeof *r.wake_next);
+    r.wakes = util_alloc((nt + 1) * sizeof *r.wakes);
+    r.waited = util_calloc(r.n / 64 + 1, sizeof *r.waited);
     r.dep_head = util_calloc(nt + 1, sizeof *r.dep_head);
     r.dep_next = util_calloc(nt + 1, sizeof *r.dep_next);
     out->task_flags = util_calloc(nt + 1, 1);
-    err_t e = r.gc && r.mark && r.owner && r.active && r.wake_next && r.dep_head && r.dep_next &&
+    err_t e = r.gc && r.mark && r.owner && r.active && r.wakes && r.waited && r.dep_head &&
+                      r.dep_next &&
                       out->task_flags
                   ? ERR_OK
                   : ERR_NOMEM;

@@ -238,6 +238,53 @@ void vec_shrink(vec *v) {
     }
 }
 
+/* util_sort_u64's digits: 11 bits, four passes over the 44 bits in which a
+ * heap's addresses differ, and a count table (16 KiB) that stays in the
+ * processor's cache. */
+#define UTIL_SORT_BITS 11
+#define UTIL_SORT_RADIX (1u << UTIL_SORT_BITS)
+
+bool util_sort_u64(uint64_t *keys, uint8_t *extra, size_t n) {
+    uint64_t differ = 0;
+    for (size_t i = 1; i < n; i++) {
+        differ |= keys[i] ^ keys[0];
+    }
+    if (!differ) {
+        return true;
+    }
+    uint64_t *tmp = util_alloc(n * sizeof *tmp);
+    uint8_t *tmp_extra = extra ? util_alloc(n) : NULL;
+    size_t *count = util_alloc(UTIL_SORT_RADIX * sizeof *count);
+    bool ok = tmp && count && (!extra || tmp_extra);
+    int lo = __builtin_ctzll(differ), hi = 64 - __builtin_clzll(differ);
+    for (int shift = lo; ok && shift < hi; shift += UTIL_SORT_BITS) {
+        memset(count, 0, UTIL_SORT_RADIX * sizeof *count);
+        for (size_t i = 0; i < n; i++) {
+            count[(keys[i] >> shift) & (UTIL_SORT_RADIX - 1)]++;
+        }
+        for (size_t d = 0, sum = 0; d < UTIL_SORT_RADIX; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t at = count[(keys[i] >> shift) & (UTIL_SORT_RADIX - 1)]++;
+            tmp[at] = keys[i];
+            if (extra) {
+                tmp_extra[at] = extra[i];
+            }
+        }
+        memcpy(keys, tmp, n * sizeof *keys);
+        if (extra) {
+            memcpy(extra, tmp_extra, n);
+        }
+    }
+    util_free(tmp);
+    util_free(tmp_extra);
+    util_free(count);
+    return ok;
+}
+
 bool u64vec_push(vec *v, uint64_t x) {
     uint64_t *slot = vec_push(v);
     if (slot) {

@@ -100,6 +100,12 @@ bool vec_reserve(vec *v, size_t n);
  * allocator cannot). */
 void vec_shrink(vec *v);
 
+/* Sorts keys ascending, and with them extra (one byte per key, NULL for
+ * none): least significant digit first, over the bits in which the keys
+ * differ only. Linear, and stable; false when out of memory (the keys are
+ * then unchanged). */
+bool util_sort_u64(uint64_t *keys, uint8_t *extra, size_t n);
+
 /* Vectors of uint64_t ids (tasks, resources); false on allocation failure. */
 bool u64vec_push(vec *v, uint64_t x);
 bool u64vec_has(const vec *v, uint64_t x);

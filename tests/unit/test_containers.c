@@ -354,3 +354,39 @@ TEST(util_cycle_finds_a_loop_within_a_few_times_its_length_and_never_on_a_chain)
     }
     CHECK_EQ(uc_steps_to_loop(next, N, 0, 100000), 0);
 }
+
+/* The radix sort against a plain insertion sort's answer: keys that differ
+ * in few bits and in many, duplicates, and the byte carried beside each. */
+TEST(util_sort_u64_sorts_keys_and_carries_their_bytes) {
+    enum { N = 3000 };
+    static uint64_t keys[N], want[N];
+    static uint8_t extra[N];
+    uint64_t x = 88172645463325252ull;
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < N; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* round 0: full 64-bit keys; 1: a heap's addresses, 16-byte
+             * aligned within 1 MiB; 2: a handful of values, many equal. */
+            keys[i] = round == 0 ? x : round == 1 ? 0x7f0000000000ull + (x & 0xffff0) : x % 5;
+            extra[i] = (uint8_t)(keys[i] * 31 + 7);
+            want[i] = keys[i];
+        }
+        for (size_t i = 1; i < N; i++) {
+            for (size_t j = i; j > 0 && want[j - 1] > want[j]; j--) {
+                uint64_t tmp = want[j];
+                want[j] = want[j - 1];
+                want[j - 1] = tmp;
+            }
+        }
+        if (!CHECK(util_sort_u64(keys, extra, N))) {
+            return;
+        }
+        for (size_t i = 0; i < N; i++) {
+            CHECK_EQ(keys[i], want[i]);
+            CHECK_EQ(extra[i], (uint8_t)(keys[i] * 31 + 7));
+        }
+    }
+    /* Nothing to sort, and one key. */
+    CHECK(util_sort_u64(keys, NULL, 0));
+    CHECK(util_sort_u64(keys, NULL, 1));
+}
