@@ -25,19 +25,19 @@
 typedef struct ana_reach {
     const aio_model *m;
     const aio_heap *h;
-    size_t n;            /* objects */
-    int32_t *gc;         /* per object: its count less the references from tracked objects */
-    uint8_t *mark;       /* per object */
-    uint32_t *owner;     /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
-    uint8_t *active;     /* per task: can run (the fixpoint reached it) */
+    size_t n;        /* objects */
+    int32_t *gc;     /* per object: its count less the references from tracked objects */
+    uint8_t *mark;   /* per object */
+    uint32_t *owner; /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
+    uint8_t *active; /* per task: can run (the fixpoint reached it) */
     /* The blocked tasks by the future each waits for: object index << 32
      * | task index, sorted; a bit per object says whether any task waits
      * for it, so that marking an object looks no further for most. A hash
      * table from object to task was 50 MB at a million tasks. */
     uint64_t *wakes;
     size_t nwakes;
-    uint64_t *waited; /* per object, one bit */
-    uint32_t *dep_head;  /* per task: 1 + first task that awaits it, 0 if none */
+    uint64_t *waited;   /* per object, one bit */
+    uint32_t *dep_head; /* per task: 1 + first task that awaits it, 0 if none */
     uint32_t *dep_next;
     u64set finished; /* 1 + object index of each finished task */
     vec stack;       /* uint32_t objects to expand */
@@ -389,8 +389,7 @@ err_t ana_reach_verdicts(ana_ctx *c) {
     r.dep_next = util_calloc(nt + 1, sizeof *r.dep_next);
     out->task_flags = util_calloc(nt + 1, 1);
     err_t e = r.gc && r.mark && r.owner && r.active && r.wakes && r.waited && r.dep_head &&
-                      r.dep_next &&
-                      out->task_flags
+                      r.dep_next && out->task_flags
                   ? ERR_OK
                   : ERR_NOMEM;
     if (e == ERR_OK && h->tasks.len != nt) {
