@@ -288,11 +288,10 @@ typedef struct aio_model {
     /* Type names, once each (aio_intern): a million tasks share a few. */
     u64map string_index; /* hash of the text, probed -> 1 + index in strings */
     vec strings;         /* char * */
-    /* Task names, packed in blocks of AIO_TEXT_BLOCK bytes (aio_text): one
-     * allocation each cost twice their bytes at a million tasks. */
-    vec text_blocks; /* char * */
-    char *text_next;
-    size_t text_left;
+    /* Task names (aio_text) and each task's settled vectors (its frames,
+     * chain and awaits): one allocation each cost twice their bytes at a
+     * million tasks. */
+    util_arena arena;
 } aio_model;
 
 typedef struct aio_name {

@@ -243,37 +243,10 @@ static uint64_t aio_intern_hash(const char *s) {
     return h ? h : 1;
 }
 
-/* Bytes per block of task names (64 KiB): a few thousand names each, and
- * a block's unused tail stays small beside it. */
-#define AIO_TEXT_BLOCK (64u << 10)
-
 char *aio_text(aio_model *m, const char *s) {
     size_t n = strlen(s) + 1;
-    if (m->text_blocks.elem == 0) {
-        vec_init(&m->text_blocks, sizeof(char *)); /* a model built by hand */
-    }
-    if (n > m->text_left) {
-        /* A long text gets a block of its own and leaves the current one. */
-        size_t size = n > AIO_TEXT_BLOCK / 4 ? n : AIO_TEXT_BLOCK;
-        char **slot = vec_push(&m->text_blocks);
-        char *block = slot ? util_alloc(size) : NULL;
-        if (!block) {
-            if (slot) {
-                m->text_blocks.len--;
-            }
-            return NULL;
-        }
-        *slot = block;
-        if (size != AIO_TEXT_BLOCK) {
-            return memcpy(block, s, n);
-        }
-        m->text_next = block;
-        m->text_left = size;
-    }
-    char *copy = memcpy(m->text_next, s, n);
-    m->text_next += n;
-    m->text_left -= n;
-    return copy;
+    char *copy = util_arena_alloc(&m->arena, n);
+    return copy ? memcpy(copy, s, n) : NULL;
 }
 
 const char *aio_intern(aio_model *m, const char *s) {
@@ -360,12 +333,7 @@ void aio_model_free(aio_model *model) {
         util_free(t->request);
     }
     vec_free(&model->tasks);
-    for (size_t i = 0; i < model->text_blocks.len; i++) {
-        util_free(*VEC_AT(&model->text_blocks, char *, i));
-    }
-    vec_free(&model->text_blocks);
-    model->text_next = NULL;
-    model->text_left = 0;
+    util_arena_free(&model->arena);
     vec_free(&model->loops);
     for (size_t i = 0; i < model->resources.len; i++) {
         aio_resource *r = VEC_AT(&model->resources, aio_resource, i);

@@ -319,10 +319,12 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     err_t e = ERR_OK;
     if (task->state == AIO_STATE_PENDING) {
         e = aio_walk_chain(c, task, fut_waiter);
-        /* Doubling leaves up to half of each array unused, a million times. */
-        vec_shrink(&task->frames);
-        vec_shrink(&task->chain);
-        vec_shrink(&task->awaits);
+        /* Doubling leaves up to half of each array unused, and an
+         * allocation of its own costs a header and rounding, a million
+         * times. Where the arena cannot take them they stay as they are. */
+        vec_settle(&task->frames, &c->model->arena);
+        vec_settle(&task->chain, &c->model->arena);
+        vec_settle(&task->awaits, &c->model->arena);
     }
     if (e == ERR_OK && task->state == AIO_STATE_PENDING && c->opt->health) {
         e = aio_task_holds(c, task);

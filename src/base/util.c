@@ -194,9 +194,12 @@ void vec_init(vec *v, size_t elem) {
 }
 
 void vec_free(vec *v) {
-    util_free(v->data);
+    if (!v->in_arena) {
+        util_free(v->data);
+    }
     v->data = NULL;
     v->len = v->cap = 0;
+    v->in_arena = false;
 }
 
 bool vec_grow(vec *v) {
@@ -216,17 +219,27 @@ bool vec_reserve(vec *v, size_t n) {
     if (n > VEC_LEN_MAX || v->elem == 0 || n > SIZE_MAX / v->elem) {
         return false;
     }
-    void *d = util_realloc(v->data, n * v->elem);
+    void *d;
+    if (v->in_arena) {
+        /* The arena keeps its copy; this one is the vector's own. */
+        d = util_alloc(n * v->elem);
+        if (d && v->len) {
+            memcpy(d, v->data, (size_t)v->len * v->elem);
+        }
+    } else {
+        d = util_realloc(v->data, n * v->elem);
+    }
     if (!d) {
         return false;
     }
     v->data = d;
     v->cap = (uint32_t)n;
+    v->in_arena = false;
     return true;
 }
 
 void vec_shrink(vec *v) {
-    if (v->len == v->cap || v->len == 0) {
+    if (v->len == v->cap || v->len == 0 || v->in_arena) {
         return;
     }
     /* Not through util_realloc: a shrink that fails changes nothing, so
@@ -236,6 +249,74 @@ void vec_shrink(vec *v) {
         v->data = d;
         v->cap = v->len;
     }
+}
+
+/* An arena's blocks (64 KiB): a few thousand names or frames each, and
+ * a block's unused tail stays small beside it. A request larger than a
+ * quarter of a block gets a block of its own. */
+#define UTIL_ARENA_BLOCK (64u << 10)
+/* What an arena's pieces are aligned to: the widest field of a model's
+ * records (uint64_t, pointers). */
+#define UTIL_ARENA_ALIGN 8u
+
+void *util_arena_alloc(util_arena *a, size_t n) {
+    if (a->blocks.elem == 0) {
+        vec_init(&a->blocks, sizeof(char *));
+    }
+    size_t pad =
+        (UTIL_ARENA_ALIGN - ((uintptr_t)a->next & (UTIL_ARENA_ALIGN - 1))) & (UTIL_ARENA_ALIGN - 1);
+    if (a->next && n <= a->left && pad <= a->left - n) {
+        void *p = a->next + pad;
+        a->next += pad + n;
+        a->left -= pad + n;
+        return p;
+    }
+    size_t size = n > UTIL_ARENA_BLOCK / 4 ? n : UTIL_ARENA_BLOCK;
+    char **slot = vec_push(&a->blocks);
+    char *block = slot ? util_alloc(size) : NULL;
+    if (!block) {
+        if (slot) {
+            a->blocks.len--;
+        }
+        return NULL;
+    }
+    *slot = block;
+    if (size == UTIL_ARENA_BLOCK) {
+        /* malloc's blocks are aligned for any type. */
+        a->next = block + n;
+        a->left = size - n;
+    }
+    return block;
+}
+
+void util_arena_free(util_arena *a) {
+    for (size_t i = 0; i < a->blocks.len; i++) {
+        util_free(*VEC_AT(&a->blocks, char *, i));
+    }
+    vec_free(&a->blocks);
+    a->next = NULL;
+    a->left = 0;
+}
+
+bool vec_settle(vec *v, util_arena *a) {
+    if (v->in_arena) {
+        return true;
+    }
+    if (v->len == 0) {
+        vec_free(v);
+        return true;
+    }
+    size_t n = (size_t)v->len * v->elem;
+    void *d = util_arena_alloc(a, n);
+    if (!d) {
+        return false;
+    }
+    memcpy(d, v->data, n);
+    util_free(v->data);
+    v->data = d;
+    v->cap = v->len;
+    v->in_arena = true;
+    return true;
 }
 
 /* util_sort_u64's digits: 11 bits, four passes over the 44 bits in which a

@@ -58,6 +58,9 @@ typedef struct vec {
     uint32_t len;
     uint32_t cap;
     uint32_t elem;
+    /* The data lives in a util_arena (vec_settle): not freed with the
+     * vector, copied out if it grows. In the struct's padding: free. */
+    bool in_arena;
 } vec;
 
 void vec_init(vec *v, size_t elem);
@@ -99,6 +102,25 @@ bool vec_reserve(vec *v, size_t n);
 /* Gives back the room beyond its length (a hint: kept as is when the
  * allocator cannot). */
 void vec_shrink(vec *v);
+
+/* Bump allocation in blocks, all given back at once: what a model keeps
+ * until it is freed, a million small pieces (task names, each task's few
+ * frames and ids), without an allocation's header and rounding each. A
+ * zeroed arena is an empty one. */
+typedef struct util_arena {
+    vec blocks; /* char * */
+    char *next;
+    size_t left;
+} util_arena;
+
+/* n bytes aligned to 8, or NULL when out of memory. */
+void *util_arena_alloc(util_arena *a, size_t n);
+void util_arena_free(util_arena *a);
+
+/* Moves v's elements into the arena, exactly as many as it holds, and gives
+ * back its own allocation: for a vector that is done growing. False when
+ * out of memory, v then unchanged (and still valid). */
+bool vec_settle(vec *v, util_arena *a);
 
 /* Sorts keys ascending, and with them extra (one byte per key, NULL for
  * none): least significant digit first, over the bits in which the keys

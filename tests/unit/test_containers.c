@@ -317,8 +317,7 @@ TEST(deque_cyclic_block_chain_is_corrupt_after_one_block) {
 }
 
 /* util_cycle on successor functions of known shape: i -> next[i]. */
-static uint64_t uc_steps_to_loop(const uint64_t *next, size_t n, uint64_t start,
-                                 uint64_t budget) {
+static uint64_t uc_steps_to_loop(const uint64_t *next, size_t n, uint64_t start, uint64_t budget) {
     util_cycle c;
     util_cycle_init(&c, start);
     uint64_t p = start;
@@ -389,4 +388,44 @@ TEST(util_sort_u64_sorts_keys_and_carries_their_bytes) {
     /* Nothing to sort, and one key. */
     CHECK(util_sort_u64(keys, NULL, 0));
     CHECK(util_sort_u64(keys, NULL, 1));
+}
+
+/* A settled vector keeps its elements in the arena, exactly as many as it
+ * held; growing it again copies them out (the arena's copy untouched), and
+ * freeing either kind frees only what the vector owns (ASan checks that). */
+TEST(vec_settle_moves_elements_into_the_arena_and_out_again_on_growth) {
+    util_arena a;
+    memset(&a, 0, sizeof a);
+    enum { VECS = 5000 };
+    static vec vs[VECS];
+    for (size_t i = 0; i < VECS; i++) {
+        vec_init(&vs[i], sizeof(uint64_t));
+        for (size_t k = 0; k < i % 7; k++) {
+            u64vec_push(&vs[i], i * 100 + k);
+        }
+        CHECK(vec_settle(&vs[i], &a));
+        CHECK_EQ(vs[i].len, i % 7);
+        CHECK_EQ(vs[i].cap, i % 7);
+        CHECK(vs[i].len == 0 ? !vs[i].data && !vs[i].in_arena : vs[i].in_arena);
+        CHECK(!vs[i].data || ((uintptr_t)vs[i].data & 7) == 0);
+    }
+    CHECK(a.blocks.len > 1);
+    int bad = 0;
+    for (size_t i = 0; i < VECS; i++) {
+        for (size_t k = 0; k < vs[i].len; k++) {
+            bad += *VEC_AT(&vs[i], uint64_t, k) != i * 100 + k;
+        }
+    }
+    CHECK_EQ(bad, 0);
+    const uint64_t *kept = vs[6].data;
+    CHECK(u64vec_push(&vs[6], 42));
+    CHECK(!vs[6].in_arena && vs[6].data != kept);
+    CHECK_EQ(vs[6].len, 7);
+    CHECK_EQ(*VEC_AT(&vs[6], uint64_t, 5), 605);
+    CHECK_EQ(*VEC_AT(&vs[6], uint64_t, 6), 42);
+    CHECK_EQ(kept[5], 605);
+    for (size_t i = 0; i < VECS; i++) {
+        vec_free(&vs[i]);
+    }
+    util_arena_free(&a);
 }

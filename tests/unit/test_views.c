@@ -1368,7 +1368,7 @@ TEST(model_texts_keep_their_bytes_across_blocks) {
     }
     CHECK_EQ(bad, 0);
     CHECK(long_copy && strcmp(long_copy, big) == 0);
-    CHECK(m.text_blocks.len > 2);
+    CHECK(m.arena.blocks.len > 2);
     aio_model_free(&m);
 }
 
