@@ -209,7 +209,11 @@ static err_t aio_place_holdings(aio_ctx *c) {
  * test) and which tasks hold them. */
 typedef struct aio_refs {
     u64map count; /* resource id -> references found from frames */
-    vec pairs;    /* uint64_t (resource id, task id) pairs */
+    /* uint64_t: resource index << 32 | task index, one per reference (both
+     * are below 2^32: vectors' lengths are 32 bits). Two ids per reference
+     * were 32 MB at a million tasks, while the object graph is kept. */
+    vec pairs;
+    uint32_t task_ix; /* the task whose frames are being scanned */
 } aio_refs;
 
 /* Whether type is _asyncio.FutureIter (its name read once per type,
@@ -231,13 +235,7 @@ static err_t aio_note_ref(aio_ctx *c, aio_refs *refs, uint64_t obj, uint64_t tas
             return ERR_NOMEM;
         }
     }
-    uint64_t *a = vec_push(&refs->pairs), *b = a ? vec_push(&refs->pairs) : NULL;
-    if (!b) {
-        return ERR_NOMEM;
-    }
-    *VEC_AT(&refs->pairs, uint64_t, refs->pairs.len - 2) = obj;
-    *VEC_AT(&refs->pairs, uint64_t, refs->pairs.len - 1) = task;
-    return ERR_OK;
+    return u64vec_push(&refs->pairs, idx << 32 | refs->task_ix) ? ERR_OK : ERR_NOMEM;
 }
 
 /* One slot's referent, and what a FutureIter or cell on it holds. */
@@ -357,25 +355,23 @@ static err_t aio_seed_set(u64set *set, const vec *v) {
  * pairs keep their order of discovery within a resource. */
 static err_t aio_place_refs(aio_ctx *c, const vec *pairs) {
     aio_model *m = c->model;
-    size_t np = pairs->len / 2, nr = m->resources.len;
-    size_t *start = util_calloc(nr + 1, sizeof *start);
-    size_t *order = util_calloc(np ? np : 1, sizeof *order);
-    size_t *res = util_calloc(np ? np : 1, sizeof *res);
-    err_t e = start && order && res ? ERR_OK : ERR_NOMEM;
+    size_t np = pairs->len, nr = m->resources.len;
+    const uint64_t *p = pairs->data;
+    /* 32 bits: np is a vector's length. */
+    uint32_t *start = util_calloc(nr + 1, sizeof *start);
+    uint32_t *order = util_calloc(np ? np : 1, sizeof *order);
+    err_t e = start && order ? ERR_OK : ERR_NOMEM;
     for (size_t i = 0; i < np && e == ERR_OK; i++) {
-        uint64_t idx = nr;
-        u64map_get(&c->resource_index, *VEC_AT(pairs, uint64_t, 2 * i), &idx);
-        res[i] = idx < nr ? (size_t)idx : nr;
-        if (res[i] < nr) {
-            start[res[i] + 1]++;
+        if (p[i] >> 32 < nr) {
+            start[(p[i] >> 32) + 1]++;
         }
     }
     for (size_t r = 0; r < nr && e == ERR_OK; r++) {
         start[r + 1] += start[r];
     }
     for (size_t i = 0; i < np && e == ERR_OK; i++) {
-        if (res[i] < nr) {
-            order[start[res[i]]++] = i;
+        if (p[i] >> 32 < nr) {
+            order[start[p[i] >> 32]++] = (uint32_t)i;
         }
     }
     /* start[r] is now the end of resource r's run, and start[r - 1] its
@@ -401,7 +397,7 @@ static err_t aio_place_refs(aio_ctx *c, const vec *pairs) {
             }
         }
         for (size_t k = from; k < to && dst && e == ERR_OK; k++) {
-            uint64_t task = *VEC_AT(pairs, uint64_t, 2 * order[k] + 1);
+            uint64_t task = VEC_AT(&m->tasks, aio_task, (uint32_t)p[order[k]])->id;
             if (!u64set_has(&waiters, task)) {
                 /* a task waiting on it cannot be the one to wake it */
                 e = aio_add_new(dst, &placed, task);
@@ -413,7 +409,6 @@ static err_t aio_place_refs(aio_ctx *c, const vec *pairs) {
     }
     util_free(start);
     util_free(order);
-    util_free(res);
     return e;
 }
 
@@ -428,6 +423,7 @@ static err_t aio_resolvers(aio_ctx *c) {
     for (size_t i = 0; i < m->tasks.len && e == ERR_OK; i++) {
         const aio_task *task = VEC_AT(&m->tasks, aio_task, i);
         if (task->state == AIO_STATE_PENDING) {
+            refs.task_ix = (uint32_t)i;
             e = aio_scan_task_refs(c, &refs, &cells, task);
         }
     }
