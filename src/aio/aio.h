@@ -249,7 +249,16 @@ typedef struct aio_heap {
     bool built;
     const char *incomplete; /* why the collector's replay cannot be trusted; NULL if it can */
     vec objs;               /* uint64_t addresses, sorted */
-    vec refcnt;             /* int32_t: ob_refcnt, capped (meaningless with AIO_HO_NOCOUNT) */
+    /* int32_t: ob_refcnt, capped (meaningless with AIO_HO_NOCOUNT); only
+     * while the graph is built, then made into external */
+    vec refcnt;
+    /* Per object, one bit: its count exceeds the references from tracked
+     * objects (referenced from outside: C code, a thread's frame, a type
+     * the graph cannot traverse), or says nothing. The cycle collector's
+     * update_refs and subtract_refs, done once the edges are known; 4
+     * bytes an object less for the rest of the analysis. */
+    uint64_t *external;
+    const char *count_doubt; /* NULL, or why the counts do not add up */
     vec flags;              /* uint8_t: AIO_HO_* */
     vec type;               /* uint32_t: index in types */
     vec edge_start; /* uint32_t, objs.len + 1: object i's edges are edges[start[i] .. start[i+1]) */

@@ -551,6 +551,7 @@ static void aio_reach_free(aio_reach *r) {
 void aio_heap_free(aio_heap *h) {
     vec_free(&h->objs);
     vec_free(&h->refcnt);
+    util_free(h->external);
     vec_free(&h->flags);
     vec_free(&h->type);
     vec_free(&h->edge_start);
@@ -637,6 +638,39 @@ err_t aio_reach_each_refs(aio_ctx *c, const uint64_t *objs, size_t n, aio_refs_c
     return e;
 }
 
+/* update_refs and subtract_refs: what keeps a positive count once the
+ * references from tracked objects are taken off is referenced from outside
+ * them. Weak and borrowed references own no count. The counts are
+ * subtracted in place and given back. */
+static err_t aio_reach_external(aio_heap *h) {
+    size_t n = h->objs.len;
+    const uint8_t *flags = h->flags.data;
+    int32_t *gc = h->refcnt.data;
+    h->external = util_calloc(n / 64 + 1, sizeof *h->external);
+    if (!h->external) {
+        return ERR_NOMEM;
+    }
+    const uint32_t *edges = h->edges.data;
+    for (size_t k = 0; k < h->edges.len; k++) {
+        if (!(edges[k] & (AIO_EDGE_BORROWED | AIO_EDGE_WEAK))) {
+            gc[edges[k] & AIO_EDGE_INDEX]--;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool nocount = flags[i] & AIO_HO_NOCOUNT;
+        if (gc[i] < 0 && !nocount && !h->count_doubt) {
+            /* More references than the object has: what was read does not
+             * add up (damage, or a target that moved). */
+            h->count_doubt = "reference counts do not add up";
+        }
+        if (nocount || gc[i] > 0) {
+            h->external[i / 64] |= (uint64_t)1 << (i % 64);
+        }
+    }
+    vec_free(&h->refcnt);
+    return ERR_OK;
+}
+
 err_t aio_reachability(aio_ctx *c) {
     aio_model *m = c->model;
     aio_heap *h = &m->heap;
@@ -673,6 +707,9 @@ err_t aio_reachability(aio_ctx *c) {
     if (e == ERR_OK && !h->incomplete) {
         aio_reach_registries(&r);
         e = aio_reach_extra_roots(&r);
+    }
+    if (e == ERR_OK && !h->incomplete) {
+        e = aio_reach_external(h);
     }
     if (e == ERR_LIMIT) {
         e = ERR_OK; /* the doubt says which limit */

@@ -25,11 +25,7 @@
 typedef struct ana_reach {
     const aio_model *m;
     const aio_heap *h;
-    size_t n; /* objects */
-    /* Per object, one bit: referenced from outside the graph, or its
-     * count says nothing (ana_subtract). The counts themselves, 4 bytes an
-     * object, are given back before the passes take theirs. */
-    uint64_t *root;
+    size_t n;        /* objects */
     uint8_t *mark;   /* per object */
     uint32_t *owner; /* per object: task index | ANA_OWN_TASKOBJ, or AIO_HEAP_NONE */
     uint8_t *active; /* per task: can run (the fixpoint reached it) */
@@ -62,7 +58,6 @@ static bool ana_push32(vec *v, uint32_t x) {
 }
 
 static void ana_reach_free(ana_reach *r) {
-    util_free(r->root);
     util_free(r->mark);
     util_free(r->owner);
     util_free(r->active);
@@ -75,43 +70,9 @@ static void ana_reach_free(ana_reach *r) {
     vec_free(&r->tstack);
 }
 
-/* update_refs and subtract_refs: what keeps a positive count is referenced
- * from outside the tracked objects (C code, a thread's frame, a type the
- * graph cannot traverse). Weak and borrowed references own no count. */
-static err_t ana_subtract(ana_reach *r, const char **doubt) {
-    const aio_heap *h = r->h;
-    const uint8_t *flags = h->flags.data;
-    const int32_t *cnt = h->refcnt.data;
-    int32_t *gc = util_alloc((r->n + 1) * sizeof *gc);
-    if (!gc) {
-        return ERR_NOMEM;
-    }
-    for (size_t i = 0; i < r->n; i++) {
-        gc[i] = flags[i] & AIO_HO_NOCOUNT ? 0 : cnt[i];
-    }
-    const uint32_t *edges = h->edges.data;
-    for (size_t k = 0; k < h->edges.len; k++) {
-        if (!(edges[k] & (AIO_EDGE_BORROWED | AIO_EDGE_WEAK))) {
-            gc[edges[k] & AIO_EDGE_INDEX]--;
-        }
-    }
-    for (size_t i = 0; i < r->n && !*doubt; i++) {
-        if (gc[i] < 0 && !(flags[i] & AIO_HO_NOCOUNT)) {
-            /* More references than the object has: what was read does not
-             * add up (damage, or a target that moved). */
-            *doubt = "reference counts do not add up";
-        }
-        if (gc[i] > 0 || (flags[i] & AIO_HO_NOCOUNT)) {
-            r->root[i / 64] |= (uint64_t)1 << (i % 64);
-        }
-    }
-    util_free(gc);
-    return ERR_OK;
-}
-
 /* An object referenced from outside the graph, or whose count says nothing. */
 static bool ana_counted_root(const ana_reach *r, size_t i) {
-    return r->root[i / 64] >> (i % 64) & 1;
+    return r->h->external[i / 64] >> (i % 64) & 1;
 }
 
 static err_t ana_mark_plain(ana_reach *r, uint32_t i) {
@@ -390,14 +351,13 @@ err_t ana_reach_verdicts(ana_ctx *c) {
     size_t nt = m->tasks.len;
     vec_init(&r.stack, sizeof(uint32_t));
     vec_init(&r.tstack, sizeof(uint32_t));
-    r.root = util_calloc(r.n / 64 + 1, sizeof *r.root);
     out->task_flags = util_calloc(nt + 1, 1);
-    err_t e = r.root && out->task_flags ? ERR_OK : ERR_NOMEM;
+    err_t e = out->task_flags ? ERR_OK : ERR_NOMEM;
     if (e == ERR_OK && h->tasks.len != nt) {
         out->reach_doubt = "the object graph does not match the tasks";
     }
     if (e == ERR_OK && !out->reach_doubt) {
-        e = ana_subtract(&r, &out->reach_doubt);
+        out->reach_doubt = h->count_doubt;
     }
     r.mark = util_calloc(r.n + 1, 1);
     r.owner = util_alloc((r.n + 1) * sizeof *r.owner);
