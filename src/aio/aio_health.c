@@ -7,7 +7,6 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Value-stack slots of one frame we scan. */
@@ -154,54 +153,36 @@ err_t aio_task_holds(aio_ctx *c, const aio_task *task) {
     return e;
 }
 
-/* Each holding's place in the holder scan's order: its task's in the sorted
- * tasks, then the order it was seen in (its index in c->holdings). */
-typedef struct aio_holding_at {
-    size_t task;
-    size_t seq;
-} aio_holding_at;
-
-static int aio_holding_cmp(const void *a, const void *b) {
-    const aio_holding_at *x = a, *y = b;
-    if (x->task != y->task) {
-        return x->task < y->task ? -1 : 1;
-    }
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* The holders the tasks' reads saw, task by task in the model's order, of
- * the tasks still pending and not running (a running task's stack is on
- * its thread, not in its frames). */
+/* The holders the tasks' reads saw, task by task in the model's order and
+ * within a task in the order seen, of the tasks still pending and not
+ * running (a running task's stack is on its thread, not in its frames).
+ * Each holding's place is one key, task index << 32 | its index in
+ * c->holdings: both are vector indexes, below 2^32. */
 static err_t aio_place_holdings(aio_ctx *c) {
     aio_model *m = c->model;
-    size_t n = c->holdings.len;
-    aio_holding_at *at = n ? util_alloc(n * sizeof *at) : NULL;
-    if (n && !at) {
+    size_t n = c->holdings.len, nkeys = 0;
+    uint64_t *keys = n ? util_alloc(n * sizeof *keys) : NULL;
+    if (n && !keys) {
         return ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        const aio_holding *h = VEC_AT(&c->holdings, aio_holding, i);
-        uint64_t idx = SIZE_MAX;
-        u64map_get(&c->task_index, h->task, &idx);
-        at[i] = (aio_holding_at){(size_t)idx, i};
-    }
-    if (n > 1) {
-        qsort(at, n, sizeof *at, aio_holding_cmp);
-    }
-    err_t e = ERR_OK;
-    for (size_t i = 0; i < n && e == ERR_OK; i++) {
-        if (at[i].task >= m->tasks.len) {
-            continue;
+        uint64_t idx;
+        if (u64map_get(&c->task_index, VEC_AT(&c->holdings, aio_holding, i)->task, &idx) &&
+            idx < m->tasks.len) {
+            keys[nkeys++] = idx << 32 | i;
         }
-        const aio_holding *h = VEC_AT(&c->holdings, aio_holding, at[i].seq);
-        const aio_task *task = VEC_AT(&m->tasks, aio_task, at[i].task);
+    }
+    err_t e = util_sort_u64(keys, NULL, nkeys) ? ERR_OK : ERR_NOMEM;
+    for (size_t i = 0; i < nkeys && e == ERR_OK; i++) {
+        const aio_holding *h = VEC_AT(&c->holdings, aio_holding, (uint32_t)keys[i]);
+        const aio_task *task = VEC_AT(&m->tasks, aio_task, keys[i] >> 32);
         if (task->state != AIO_STATE_PENDING || task->running_thread ||
             h->frame >= task->frames.len) {
             continue;
         }
         e = aio_add_holder(c, h->self, task, VEC_AT(&task->frames, aio_frame, h->frame));
     }
-    util_free(at);
+    util_free(keys);
     return e;
 }
 
