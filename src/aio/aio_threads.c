@@ -41,13 +41,16 @@ static err_t aio_push_frame(aio_model *m, aio_thread *th, const py_frame *f) {
     return ERR_OK;
 }
 
+/* Walks from frame outwards; *met is set when the walk passes through outer
+ * (see aio_walk_thread). */
 static err_t aio_walk_frames(py_target *t, aio_model *m, aio_thread *th, uint64_t frame,
-                             uint64_t base) {
+                             uint64_t base, uint64_t outer, bool *met) {
     u64set seen;
     u64set_init(&seen);
     err_t e = ERR_OK;
     uint64_t anchor = 0; /* the oldest data-stack frame walked so far */
     for (int depth = 0; frame; depth++) {
+        *met = *met || frame == outer;
         if (depth == PY_FRAMES_MAX || u64set_add(&seen, frame) != 1) {
             th->truncated = true;
             break;
@@ -92,6 +95,26 @@ static err_t aio_walk_frames(py_target *t, aio_model *m, aio_thread *th, uint64_
     return e;
 }
 
+/* 3.11 and 3.12 link the first frame of each evaluation loop to the frame
+ * that entered the loop (the current frame of the C frame below), and
+ * CPython asserts the link when the loop returns. A thread caught entering
+ * or leaving a loop, between publishing the loop's C frame and linking its
+ * first frame (a frozen process stops it there about once in a hundred
+ * reads when C calls Python in a tight loop), has a current frame that is
+ * still stack garbage from an earlier call: a walk from it that never
+ * passes through the entering frame read that garbage, and at that instant
+ * the thread's stack is the entering frame's. */
+static err_t aio_walk_thread(py_target *t, aio_model *m, aio_thread *th, const py_thread *pt) {
+    bool met = false;
+    err_t e = aio_walk_frames(t, m, th, pt->frame, pt->base_frame, pt->outer_frame, &met);
+    if (e != ERR_OK || !pt->outer_frame || met) {
+        return e;
+    }
+    th->frames.len = 0;
+    th->truncated = th->recovered = false;
+    return aio_walk_frames(t, m, th, pt->outer_frame, pt->base_frame, 0, &met);
+}
+
 err_t aio_build_threads(py_target *t, aio_model *model) {
     py_threads_result r;
     err_t e = py_threads(t, &r);
@@ -115,7 +138,7 @@ err_t aio_build_threads(py_target *t, aio_model *model) {
         th->holds_gil = pt->holds_gil;
         snprintf(th->name, sizeof th->name, "%s", pt->name);
         th->ident = pt->thread_id;
-        e = aio_walk_frames(t, model, th, pt->frame, pt->base_frame);
+        e = aio_walk_thread(t, model, th, pt);
         if (e == ERR_OK) {
             aio_thread_waits(t, th);
         }

@@ -48,6 +48,7 @@ typedef struct py_layout {
     int32_t gil_last_holder, gil_locked;
     /* PyThreadState */
     int32_t ts_next, ts_interp, ts_cframe, cf_current_frame, ts_current_frame;
+    int32_t cf_previous; /* 3.11/3.12: the C frame of the evaluation loop below */
     int32_t ts_dict, ts_thread_id, ts_native_id, ts_datastack_chunk;
     uint32_t ts_size;
     /* _PyInterpreterFrame */
@@ -151,9 +152,11 @@ typedef struct py_thread {
     uint64_t interp;
     int64_t interp_id;
     int64_t native_id;
-    uint64_t thread_id;  /* pthread_t, the key of threading._active */
-    uint64_t frame;      /* innermost _PyInterpreterFrame, 0 if none */
-    uint64_t base_frame; /* first frame slot of the data stack, 0 if unknown */
+    uint64_t thread_id;   /* pthread_t, the key of threading._active */
+    uint64_t frame;       /* innermost _PyInterpreterFrame, 0 if none */
+    uint64_t outer_frame; /* 3.11/3.12: the frame that entered the innermost
+                           * evaluation loop, 0 if none or unknown */
+    uint64_t base_frame;  /* first frame slot of the data stack, 0 if unknown */
     bool holds_gil;
     char name[64]; /* threading.Thread name, empty if unknown */
 } py_thread;

@@ -291,10 +291,18 @@ err_t py_threads(py_target *t, py_threads_result *out) {
             if (L->ts_current_frame != PY_NONE) {
                 th->frame = rd_u64(buf, (size_t)L->ts_current_frame);
             } else {
-                uint64_t cframe = rd_u64(buf, (size_t)L->ts_cframe);
+                uint64_t cframe = rd_u64(buf, (size_t)L->ts_cframe), below;
                 if (!cframe || mem_read_u64(t->m, cframe + (uint64_t)L->cf_current_frame,
                                             &th->frame) != ERR_OK) {
                     th->frame = 0;
+                }
+                /* The frame that entered this loop, to check the walk by. */
+                if (!cframe ||
+                    mem_read_u64(t->m, cframe + (uint64_t)L->cf_previous, &below) != ERR_OK ||
+                    !below ||
+                    mem_read_u64(t->m, below + (uint64_t)L->cf_current_frame,
+                                 &th->outer_frame) != ERR_OK) {
+                    th->outer_frame = 0;
                 }
             }
             th->base_frame = py_base_frame(t, rd_u64(buf, (size_t)L->ts_datastack_chunk));

@@ -93,6 +93,7 @@ def builtin_expressions(minor):
         "ts_interp": "offsetof(PyThreadState, interp)",
         "ts_cframe": "offsetof(PyThreadState, cframe)" if old else None,
         "cf_current_frame": "offsetof(_PyCFrame, current_frame)" if old else None,
+        "cf_previous": "offsetof(_PyCFrame, previous)" if old else None,
         "ts_current_frame": None if old else "offsetof(PyThreadState, current_frame)",
         "ts_dict": "offsetof(PyThreadState, dict)",
         "ts_thread_id": "offsetof(PyThreadState, thread_id)",

@@ -15,7 +15,9 @@
 #define TS2 0x32010000ull
 #define TS3 0x32020000ull
 #define CFRAME1 0x33000000ull
+#define CFRAME_BELOW 0x33100000ull
 #define FRAME1 0x34000000ull
+#define FRAME_OUTER 0x34100000ull
 #define GIL 0x35000000ull
 /* Bytes we map for each: beyond the last field the readers touch. */
 #define RUNTIME_SIZE 1024
@@ -54,9 +56,11 @@ static void put_interp(fx *f, uint64_t at, uint64_t next, int64_t id, uint64_t t
     fx_put_at(f, at, b, sizeof b);
 }
 
-/* frame is the innermost frame: through a cframe (3.11, 3.12) or direct. */
-static void put_ts(fx *f, uint64_t at, uint64_t next, uint64_t interp, int64_t native_id,
-                   uint64_t thread_id, uint64_t frame) {
+/* frame is the innermost frame: through a cframe (3.11, 3.12) or direct.
+ * outer, when not 0 (3.11, 3.12): the current frame of the C frame below,
+ * the frame that entered the thread's innermost evaluation loop. */
+static void put_ts_entered(fx *f, uint64_t at, uint64_t next, uint64_t interp, int64_t native_id,
+                           uint64_t thread_id, uint64_t frame, uint64_t outer) {
     const py_layout *L = &f->t.L;
     uint8_t b[TS_SIZE] = {0};
     fx_w64(b, (size_t)L->ts_next, next);
@@ -69,10 +73,22 @@ static void put_ts(fx *f, uint64_t at, uint64_t next, uint64_t interp, int64_t n
         uint64_t cframe = CFRAME1 + (at - TS1);
         uint8_t cf[32] = {0};
         fx_w64(cf, (size_t)L->cf_current_frame, frame);
+        if (outer) {
+            uint64_t below = CFRAME_BELOW + (at - TS1);
+            uint8_t bf[32] = {0};
+            fx_w64(bf, (size_t)L->cf_current_frame, outer);
+            fx_put_at(f, below, bf, sizeof bf);
+            fx_w64(cf, (size_t)L->cf_previous, below);
+        }
         fx_put_at(f, cframe, cf, sizeof cf);
         fx_w64(b, (size_t)L->ts_cframe, cframe);
     }
     fx_put_at(f, at, b, sizeof b);
+}
+
+static void put_ts(fx *f, uint64_t at, uint64_t next, uint64_t interp, int64_t native_id,
+                   uint64_t thread_id, uint64_t frame) {
+    put_ts_entered(f, at, next, interp, native_id, thread_id, frame, 0);
 }
 
 /* The GIL state interpreters point at (3.12+): locked, held by holder. */
@@ -142,6 +158,30 @@ TEST(threads_312_reads_ids_frame_through_cframe_and_gil_holder) {
     fx_close(&f);
 }
 
+TEST(threads_311_312_read_the_frame_that_entered_the_innermost_loop) {
+    for (int minor = 11; minor <= 12; minor++) {
+        fx f;
+        if (!CHECK(fx_open(&f, minor))) {
+            return;
+        }
+        put_runtime(&f, INTERP1, 0);
+        put_interp(&f, INTERP1, 0, 0, TS1, 0);
+        put_ts_entered(&f, TS1, TS2, INTERP1, 1, 0x1000, FRAME1, FRAME_OUTER);
+        /* A thread in its first loop: the C frame below is the root one. */
+        put_ts(&f, TS2, 0, INTERP1, 2, 0x2000, FRAME1);
+        py_threads_result r;
+        CHECK_ERR(py_threads(&f.t, &r), ERR_OK);
+        const py_thread *a = thread_at(&r, 0), *b = thread_at(&r, 1);
+        if (CHECK(a && b)) {
+            CHECK_EQ(a->frame, FRAME1);
+            CHECK_EQ(a->outer_frame, FRAME_OUTER);
+            CHECK_EQ(b->outer_frame, 0);
+        }
+        py_threads_free(&r);
+        fx_close(&f);
+    }
+}
+
 TEST(threads_311_gil_lives_in_the_runtime) {
     fx f;
     if (!CHECK(fx_open(&f, 11))) {
@@ -179,6 +219,7 @@ TEST(threads_314_reads_current_frame_from_the_thread_state) {
     const py_thread *a = thread_at(&r, 0), *b = thread_at(&r, 1);
     if (CHECK(a && b)) {
         CHECK_EQ(a->frame, FRAME1);
+        CHECK_EQ(a->outer_frame, 0); /* 3.13+ have no C frames to check by */
         CHECK_EQ(a->thread_id, 0x91);
         CHECK_EQ(b->frame, FRAME1 + 0x100);
         CHECK_EQ(b->interp, INTERP2);
