@@ -1,9 +1,11 @@
 """Tasks awaiting tasks: a direct await, gather, TaskGroup, shield, wait_for
-with a long timeout, asyncio.timeout(), sleep(3600) and a task that swallowed
-a cancellation. One event loop, idle in its selector once settled.
+with a long timeout, asyncio.timeout(), asyncio.wait, sleep(3600) and a task
+that swallowed a cancellation. One event loop, idle in its selector once
+settled.
 
 Task-N (the asyncio.run main task, never named)
-  awaits gather(direct, group, shielder, waiter-for, timeouter, stubborn)
+  awaits gather(direct, group, shielder, waiter-for, timeouter, stubborn,
+  wait-all, wait-first)
 direct       awaits the task direct-child directly; direct-child sleeps 3600 s
 group        in TaskGroup.__aexit__ (3.14+: TaskGroup._aexit) for tg-a (a bare
              future) and tg-b (asyncio.sleep(3600))
@@ -16,6 +18,12 @@ timeouter    `async with asyncio.timeout(3600): await bell.wait()`: waits on
              the same Event as shielded
 stubborn     was cancelled once, caught CancelledError, now awaits a bare
              future: cancels == 1
+wait-all     asyncio.wait([wait-a, wait-b]): its helper's waiter future
+             ("wait", members [wait-a, wait-b]); wait-a waits on a bare
+             future, wait-b sleeps 3600 s
+wait-first   asyncio.wait([wait-b, shielded], timeout=3600,
+             return_when=FIRST_COMPLETED): "wait", members [wait-b,
+             shielded], the deadline of its timeout's timer
 
 snarl must report every pending task with its coroutine chain (asyncio's own
 frames included: sleep, wait_for, TaskGroup.__aexit__, Event.wait), what it
@@ -73,6 +81,14 @@ async def timeouter(bell):
         await bell.wait()
 
 
+async def wait_all(children):
+    await asyncio.wait(children)
+
+
+async def wait_first(children):
+    await asyncio.wait(children, timeout=3600, return_when=asyncio.FIRST_COMPLETED)
+
+
 async def stubborn(first, second):
     try:
         await first
@@ -107,10 +123,19 @@ async def main():
     T.expect(st, "future", second)
     await asyncio.sleep(0)  # stubborn now waits on `first`
     st.cancel()
-    gathering = asyncio.gather(d, g, s, wf, to, st)
+    wait_hold = loop.create_future()
+    wait_a = asyncio.create_task(never(wait_hold), name="wait-a")
+    T.expect(wait_a, "future", wait_hold)
+    wait_b = asyncio.create_task(nap(), name="wait-b")
+    T.expect(wait_b, "sleep")
+    wa = asyncio.create_task(wait_all([wait_a, wait_b]), name="wait-all")
+    T.expect(wa, "wait")  # its helper's waiter future
+    wfirst = asyncio.create_task(wait_first([wait_b, shielded]), name="wait-first")
+    T.expect(wfirst, "wait")
+    gathering = asyncio.gather(d, g, s, wf, to, st, wa, wfirst)
     T.expect(asyncio.current_task(), "gather", gathering)
     T.keep += [bell, direct_child, d, g, shielded, s, wf_hold, wf_child, wf, to, first,
-               second, st]
+               second, st, wait_hold, wait_a, wait_b, wa, wfirst]
     T.record_when_idle()
     await gathering
 

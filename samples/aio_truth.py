@@ -39,17 +39,20 @@ What is recorded for each pending task of asyncio.all_tasks(loop):
   docs/json.md: the primitive when there is one (Lock, Semaphore,
   Condition, Event, Queue, Barrier, TaskGroup, StreamReader), else the
   future itself (sleep, gather, shield, bare future, executor, sock_*; the
-  3.11 wait_for waiter future as "timeout"); a task awaited directly is
+  3.11 wait_for waiter future as "timeout"; asyncio.wait's waiter future as
+  "wait"); a task awaited directly is
   {"kind": "task", "id": that task}.
 - awaits: [waits.id] (a task or a resource); awaited_by: the tasks that
-  wait on this task directly or through a gather, TaskGroup, shield or 3.11
-  wait_for whose members include it (the sample's model, derived from
-  waits); awaited_by_interpreter (3.14+): task._asyncio_awaited_by.
+  wait on this task directly or through a gather, TaskGroup, shield, 3.11
+  wait_for or asyncio.wait whose members include it (the sample's model,
+  derived from waits); awaited_by_interpreter (3.14+):
+  task._asyncio_awaited_by.
 
 Resources: one per waits target that is not a task, with kind, type,
 members (gather children, TaskGroup tasks, shield inner, 3.11 wait_for
-inner), waiters (tasks waiting on it) and, for sleeps and 3.11 wait_for,
-the deadline of the loop timer (TimerHandle.when(), i.e. loop.time() +
+inner, the tasks asyncio.wait waits for), waiters (tasks waiting on it)
+and, for sleeps, 3.11 wait_for and asyncio.wait with a timeout, the
+deadline of the loop timer (TimerHandle.when(), i.e. loop.time() +
 delay at the call). "timeouts" lists the asyncio.Timeout objects armed on
 each loop (asyncio.timeout(), wait_for from 3.12) with their deadline.
 """
@@ -424,6 +427,15 @@ class Truth:
                 return "taskgroup", me, list(me._tasks), {}
             if isinstance(me, asyncio.StreamReader) and me._waiter is fut:
                 return "io", me, [], {}
+        # asyncio.wait: its helper _wait awaits a waiter future of its own,
+        # the tasks in `fs` are its members, a timeout arms a timer on it.
+        helper = next((f for f in frames if in_asyncio(f) and f.f_code.co_name == "_wait"), None)
+        if helper is not None and helper.f_locals.get("waiter") is fut:
+            extra = {"detail": helper.f_locals["return_when"]}
+            for h in loop._scheduled:
+                if not h._cancelled and h._args and h._args[0] is fut:
+                    extra["deadline"] = h.when()
+            return "wait", fut, [f for f in helper.f_locals["fs"] if is_task(f)], extra
         # The outermost primitive whose asyncio frames lead to the innermost
         # one (Barrier.wait -> ... -> Condition.wait: the barrier).
         prim = None

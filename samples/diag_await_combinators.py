@@ -1,7 +1,7 @@
 """await-cycle through combinators: rings whose await edges pass through a
-gather, a TaskGroup and a shield. One event loop, idle in its selector once
-settled; no timers, no descriptors but the self-pipe, no other Python
-thread.
+gather, a TaskGroup, a shield and asyncio.wait. One event loop, idle in its
+selector once settled; no timers, no descriptors but the self-pipe, no
+other Python thread.
 
 gather-a    `await asyncio.gather(peers["gather-b"])`: waits on the
             _GatheringFuture `g`, whose only child is gather-b
@@ -13,6 +13,19 @@ tg-child    awaits tg-parent directly (its own parent)
 shield-a    `await asyncio.shield(peers["shield-b"])`: waits on the outer
             future `outer` of the shield, whose inner task is shield-b
 shield-b    awaits shield-a directly
+wait-all    `await asyncio.wait([peers["wait-all-b"]])`: waits on its
+            helper's waiter future `w_all` (ALL_COMPLETED), whose only
+            member is wait-all-b
+wait-all-b  awaits wait-all directly
+wait-any    `await asyncio.wait([peers["wait-any-b"]],
+            return_when=FIRST_COMPLETED)`: `w_any`, its only member on the
+            ring
+wait-any-b  awaits wait-any directly
+wait-open   `await asyncio.wait([peers["wait-open-b"], peers["lone"]],
+            return_when=FIRST_COMPLETED)`: `lone` ending would wake it and
+            lone is on no ring, so this ring is not closed: no await-cycle
+wait-open-b awaits wait-open directly
+lone        awaits a bare future only it references
 Task-N      the asyncio.run main task: awaits a bare future only it
             references
 
@@ -20,7 +33,9 @@ Expected diagnoses (exactly; the combinator on each ring is its resource):
   await-cycle  tasks [gather-a, gather-b]     resources [g]
   await-cycle  tasks [tg-parent, tg-child]    resources [tg]
   await-cycle  tasks [shield-a, shield-b]     resources [outer]
-  all-asleep   tasks [Task-N and the 6 above] resources []
+  await-cycle  tasks [wait-all, wait-all-b]   resources [w_all]
+  await-cycle  tasks [wait-any, wait-any-b]   resources [w_any]
+  all-asleep   tasks [Task-N and the 11 above] resources []
 Exit status 1. The text report starts "Found 3 asyncio deadlocks".
 Run: python3 diag_await_combinators.py TRUTH.json  (prints READY once settled)
 """
@@ -60,6 +75,14 @@ async def shield_a(peers):
     await outer
 
 
+async def waits(peers, names, return_when):
+    await asyncio.wait([peers[n] for n in names], return_when=return_when)
+
+
+async def never():
+    await asyncio.get_running_loop().create_future()
+
+
 async def main():
     peers = {}
     peers["gather-a"] = asyncio.create_task(gather_a(peers), name="gather-a")
@@ -69,6 +92,24 @@ async def main():
     peers["shield-b"] = asyncio.create_task(direct(peers, "shield-a"), name="shield-b")
     T.expect(peers["gather-b"], "task", peers["gather-a"])
     T.expect(peers["shield-b"], "task", peers["shield-a"])
+    rings = {"wait-all": (["wait-all-b"], asyncio.ALL_COMPLETED),
+             "wait-any": (["wait-any-b"], asyncio.FIRST_COMPLETED),
+             "wait-open": (["wait-open-b", "lone"], asyncio.FIRST_COMPLETED)}
+    for name, (members, when) in rings.items():
+        peers[name] = asyncio.create_task(waits(peers, members, when), name=name)
+        peers[name + "-b"] = asyncio.create_task(direct(peers, name), name=name + "-b")
+        T.expect(peers[name + "-b"], "task", peers[name])
+    peers["lone"] = asyncio.create_task(never(), name="lone")
+    T.expect(peers["lone"], "future")
+    # Each waiter future exists once its task is inside asyncio.wait; the
+    # steps run without timers.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for name in rings:
+        waiter = peers[name]._fut_waiter
+        T.expect(peers[name], "wait", waiter)
+        if name != "wait-open":
+            T.expect_diagnosis("await-cycle", [peers[name], peers[name + "-b"]], [waiter])
     T.keep.append(peers)
     forever = asyncio.get_running_loop().create_future()
     T.expect(asyncio.current_task(), "future")

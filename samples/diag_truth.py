@@ -36,14 +36,17 @@ tasks, resources) and DiagTruth.expect_all_asleep(); the truth JSON
 
 The semantics the expectations follow (docs/design.md §5, docs/json.md):
 - Wait-for graph: a task points at the task it awaits directly or the
-  resource it waits on; a gather, shield, TaskGroup (or 3.11 wait_for)
-  points at its members; a Lock or Semaphore at its holders; an Event,
-  Condition, Queue, Barrier or bare future at its resolvers.
+  resource it waits on; a gather, shield, TaskGroup, asyncio.wait (or
+  3.11 wait_for) points at its members; a Lock or Semaphore at its
+  holders; an Event, Condition, Queue, Barrier or bare future at its
+  resolvers.
 - A cycle is reported when its strongly connected component is closed:
-  every holder of its semaphores and every resolver of its events,
-  conditions, queues and futures is a task of the component, and none of
-  them has an external reference; a sleep, I/O, executor or unknown wait
-  never closes. A closed component of locks and semaphores only is a
+  every holder of its semaphores, every resolver of its events,
+  conditions, queues and futures, and every member of an asyncio.wait
+  that any one member's end wakes (FIRST_COMPLETED, FIRST_EXCEPTION) is a
+  task of the component, and none of them has an external reference; a
+  sleep, I/O, executor, unknown wait or asyncio.wait with a timeout never
+  closes. A closed component of locks and semaphores only is a
   lock-cycle, or a lock-reacquire when it has one task (also for a
   Semaphore whose every slot the waiter holds itself); of tasks and
   combinators only, an await-cycle; with an event, condition, queue,
@@ -83,7 +86,7 @@ from aio_truth import fail, hexid
 CYCLE_KINDS = ("await-cycle", "lock-cycle", "lock-reacquire", "wake-cycle")
 LOCK_KINDS = ("lock", "semaphore")
 WAKE_KINDS = ("event", "condition", "queue", "barrier", "future")
-COMBINATOR_KINDS = ("gather", "shield", "taskgroup", "timeout")
+COMBINATOR_KINDS = ("gather", "shield", "taskgroup", "timeout", "wait")
 # How many hops of anonymous intermediate objects (bound methods, cells,
 # FutureIter...) a reference may take from a task's coroutine chain to a
 # resource and still count as the task's.
@@ -273,6 +276,10 @@ class DiagTruth(aio_truth.Truth):
                 return "taskgroup", me, list(me._tasks), {}
             if isinstance(me, asyncio.StreamReader) and me._waiter is fut:
                 return "io", me, [], {}
+        if any(aio_truth.in_asyncio(f) and f.f_code.co_name == "_wait" for f in frames):
+            waited = self._wait_of(loop, fut)
+            if waited is not None:
+                return waited
         prim = None
         classes = tuple(cls for _, cls, _ in aio_truth.PRIMITIVES)
         for f in frames:
@@ -302,6 +309,23 @@ class DiagTruth(aio_truth.Truth):
         if isinstance(fut, (asyncio.Future, aio_truth.PY_FUTURE)):
             return "future", fut, [], {}
         return "other", fut, [], {}
+
+    def _wait_of(self, loop, fut):
+        """asyncio.wait's waiter future fut: the pending tasks whose done
+        callbacks include the _on_completion closing over it (its members),
+        and from that closure its return_when and whether a timeout's
+        timer may release it."""
+        members, mode, timed = [], None, True
+        for t in self._tasks(loop):
+            for cb in aio_truth.callbacks_of(t):
+                if getattr(cb, "__name__", "") == "_on_completion" and \
+                        aio_truth.closure_var(cb, "waiter") is fut:
+                    members.append(t)
+                    mode = aio_truth.closure_var(cb, "return_when")
+                    timed = aio_truth.closure_var(cb, "timeout_handle") is not None
+        if not members:
+            return None
+        return "wait", fut, members, {"detail": mode, "timed": timed}
 
     # --- the graph from the interpreter's objects ----------------------------
     def _regions(self):
@@ -356,7 +380,7 @@ class DiagTruth(aio_truth.Truth):
         regions = self._regions()
         edges, kinds = {}, {}
         holders, resolvers, external, closed = {}, {}, {}, {}
-        waiters = {}
+        waiters, wait_any = {}, {}
         for loop, _, _, _, running in self.records:
             for t in self._tasks(loop):
                 tid = hexid(t)
@@ -365,8 +389,8 @@ class DiagTruth(aio_truth.Truth):
                 if t is running or t._fut_waiter is None:
                     continue
                 chain, _ = aio_truth.walk(t.get_coro())
-                kind, obj, members, _ = self._derive(loop, t, t._fut_waiter,
-                                                     [f for _, f in reversed(chain)])
+                kind, obj, members, extra = self._derive(loop, t, t._fut_waiter,
+                                                         [f for _, f in reversed(chain)])
                 rid = hexid(obj)
                 edges[tid].add(rid)
                 waiters.setdefault(rid, set()).add(tid)
@@ -374,7 +398,14 @@ class DiagTruth(aio_truth.Truth):
                     continue
                 kinds[rid] = kind
                 edges.setdefault(rid, set())
-                if kind in COMBINATOR_KINDS:
+                if kind == "wait":
+                    # A timeout's timer releases it; FIRST_COMPLETED and
+                    # FIRST_EXCEPTION wake it when any one member ends,
+                    # so every member must be on the ring (_cycles).
+                    edges[rid] |= {hexid(m) for m in members}
+                    closed[rid] = not extra["timed"]
+                    wait_any[rid] = extra["detail"] != "ALL_COMPLETED"
+                elif kind in COMBINATOR_KINDS:
                     edges[rid] |= {hexid(m) for m in members}
                     closed[rid] = True
                 elif kind in LOCK_KINDS:
@@ -399,7 +430,7 @@ class DiagTruth(aio_truth.Truth):
             resolvers[rid] -= waiters.get(rid, set())
             edges[rid] |= resolvers[rid]
         return {"edges": edges, "kinds": kinds, "holders": holders, "resolvers": resolvers,
-                "external": external, "closed": closed}
+                "external": external, "closed": closed, "wait_any": wait_any}
 
     @staticmethod
     def _sccs(edges):
@@ -458,7 +489,8 @@ class DiagTruth(aio_truth.Truth):
             if not all(closed.get(r, False) for r in res):
                 continue
             if any(not edges[r] <= comp for r in res
-                   if kinds[r] in WAKE_KINDS or kinds[r] == "semaphore"):
+                   if kinds[r] in WAKE_KINDS or kinds[r] == "semaphore" or
+                   graph["wait_any"].get(r)):
                 continue
             rkinds = {kinds[r] for r in res}
             if rkinds and rkinds <= set(LOCK_KINDS):

@@ -55,6 +55,7 @@ typedef enum aio_kind {
     AIO_KIND_SHIELD,     /* shield's outer future: its inner task */
     AIO_KIND_TIMEOUT,    /* wait_for / asyncio.timeout around the awaited thing */
     AIO_KIND_TASKGROUP,  /* TaskGroup.__aexit__ waiting for its children */
+    AIO_KIND_WAIT,       /* asyncio.wait: its waiter future, for all of its tasks or the first */
     AIO_KIND_EXECUTOR,   /* a future chained to a concurrent.futures.Future */
     AIO_KIND_IO,         /* socket or stream read/write, sock_* futures */
     AIO_KIND_OTHER,      /* an awaitable snarl does not know: its type name */
@@ -115,6 +116,13 @@ typedef struct aio_site {
     int line;
 } aio_site;
 
+/* asyncio.wait's return_when. */
+typedef enum aio_wait_when {
+    AIO_WAIT_ALL,   /* ALL_COMPLETED: every member's end */
+    AIO_WAIT_FIRST, /* FIRST_COMPLETED: any member's end */
+    AIO_WAIT_ERROR, /* FIRST_EXCEPTION: a member's error, or every member's end */
+} aio_wait_when;
+
 typedef struct aio_resource {
     uint64_t id;      /* the primitive (Lock, Queue...) or the future itself */
     aio_kind kind;
@@ -125,7 +133,9 @@ typedef struct aio_resource {
     double remaining;     /* deadline minus the loop's clock, live targets only */
     bool has_remaining;
     vec waiters;          /* uint64_t task ids waiting on it */
-    vec members;          /* uint64_t task ids it stands for (gather/TaskGroup children, shield inner) */
+    /* uint64_t task ids it stands for (gather/TaskGroup children, shield
+     * inner, asyncio.wait's tasks) */
+    vec members;
     char detail[128];     /* one short fact, e.g. "fd 7", "locked", "3 items" */
     vec holders;          /* uint64_t tasks inside `async with` on it (Lock, Semaphore) */
     vec holder_sites;     /* aio_site, parallel to holders: where each entered */
@@ -138,6 +148,10 @@ typedef struct aio_resource {
     vec thread_holders;
     vec thread_waiters;
     uint64_t chained; /* run_in_executor / wrap_future: the concurrent future it mirrors */
+    /* asyncio.wait (AIO_KIND_WAIT): when its members wake it, and whether
+     * its timeout's timer releases it whatever they do. */
+    aio_wait_when wait_when;
+    bool wait_timed;
 } aio_resource;
 
 /* A zeroed resource with its id, kind and empty lists (aio_model.c frees

@@ -14,6 +14,8 @@
 #define AIO_WRAPPED_OFF 16
 /* Callbacks of one future we look at. */
 #define AIO_CALLBACKS_MAX 64
+/* asyncio.wait's return_when, a name: the longest is "FIRST_COMPLETED". */
+#define AIO_WAIT_MODE_MAX 32
 
 typedef struct aio_frame_rule {
     const char *qualname;
@@ -242,6 +244,41 @@ static err_t aio_members(aio_ctx *c, aio_resource *r) {
     return e;
 }
 
+/* asyncio.wait's tasks and how they wake it, from its helper's frame:
+ * _wait(fs, timeout, return_when, loop) keeps its arguments in its first
+ * slots, return_when in a cell (its callback closes over it). What cannot
+ * be read is taken the way that claims least: a timeout that may release
+ * it, and any one task's end waking it. */
+static err_t aio_wait_members(aio_ctx *c, aio_resource *r, const aio_frame *f) {
+    py_target *t = c->t;
+    uint64_t fs = 0, timeout = 0, when = 0, type;
+    char mode[AIO_WAIT_MODE_MAX] = "";
+    r->wait_timed =
+        py_frame_slot(t, f->addr, 1, &timeout) != ERR_OK || !timeout || timeout != t->types.none;
+    if (py_frame_slot(t, f->addr, 2, &when) == ERR_OK && when &&
+        py_type_of(t, when, &type) == ERR_OK && type == t->types.cell &&
+        mem_read_u64(t->m, when + (uint64_t)t->L.cell_ref, &when) != ERR_OK) {
+        when = 0;
+    }
+    if (when && py_read_str_buf(t, when, mode, sizeof mode) == ERR_OK) {
+        r->wait_when = strcmp(mode, "ALL_COMPLETED") == 0     ? AIO_WAIT_ALL
+                       : strcmp(mode, "FIRST_EXCEPTION") == 0 ? AIO_WAIT_ERROR
+                                                              : AIO_WAIT_FIRST;
+        snprintf(r->detail, sizeof r->detail, "%s", mode);
+    } else {
+        r->wait_when = AIO_WAIT_FIRST;
+    }
+    vec items;
+    vec_init(&items, sizeof(uint64_t));
+    err_t e = ERR_OK;
+    if (py_frame_slot(t, f->addr, 0, &fs) == ERR_OK && fs &&
+        py_set_items(t, fs, &items) == ERR_OK) {
+        e = aio_add_members_from(c, r, &items);
+    }
+    vec_free(&items);
+    return e;
+}
+
 /* What aio_classify reads of a frame's function, worked out once per
  * function: its name is pooled per code object (aio_frame_names), so the
  * pointer is the key, and a million tasks share a few dozen such frames,
@@ -249,6 +286,7 @@ static err_t aio_members(aio_ctx *c, aio_resource *r) {
 #define AIO_FR_LIBRARY 1u  /* in a library the classification looks through */
 #define AIO_FR_WAIT_FOR 2u /* asyncio.wait_for */
 #define AIO_FR_SLEEP 4u    /* asyncio.sleep */
+#define AIO_FR_WAIT 8u     /* asyncio.wait's helper, _wait */
 /* Bit AIO_FR_RULE + k: aio_rules[k] names it; AIO_FR_FW_RULE + k likewise. */
 #define AIO_FR_RULE 8
 #define AIO_FR_FW_RULE 40
@@ -265,6 +303,7 @@ static uint64_t aio_frame_rules(aio_ctx *c, const aio_frame *f) {
         v |= AIO_FR_LIBRARY;
         v |= strcmp(f->function, "wait_for") == 0 ? AIO_FR_WAIT_FOR : 0;
         v |= strcmp(f->function, "sleep") == 0 ? AIO_FR_SLEEP : 0;
+        v |= strcmp(f->function, "_wait") == 0 ? AIO_FR_WAIT : 0;
         for (size_t k = 0; k < ARRAY_LEN(aio_rules); k++) {
             v |= strcmp(f->function, aio_rules[k].qualname) == 0 ? (uint64_t)1 << (AIO_FR_RULE + k)
                                                                  : 0;
@@ -290,6 +329,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     aio_kind kind = AIO_KIND_NONE;
     uint64_t self = 0;
     bool in_wait_for = false;
+    const aio_frame *wait_frame = NULL; /* asyncio.wait's _wait, awaiting its waiter */
     for (size_t i = 0; i < task->frames.len; i++) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
         uint64_t fr = f->function ? aio_frame_rules(c, f) : 0;
@@ -298,6 +338,9 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
         }
         if (fr & AIO_FR_WAIT_FOR) {
             in_wait_for = true;
+        }
+        if ((fr & AIO_FR_WAIT) && !wait_frame) {
+            wait_frame = f;
         }
         if (fr & AIO_FR_SLEEP) {
             kind = AIO_KIND_SLEEP;
@@ -352,6 +395,8 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
             kind = AIO_KIND_SHIELD;
         } else if (is_future && aio_callback_named(c, awaited, "_call_check_cancel")) {
             kind = AIO_KIND_EXECUTOR;
+        } else if (is_future && wait_frame) {
+            kind = AIO_KIND_WAIT;
         } else if (is_future) {
             kind = in_wait_for ? AIO_KIND_TIMEOUT : AIO_KIND_FUTURE;
         } else {
@@ -393,6 +438,9 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     if (r->members.len == 0 &&
         (kind == AIO_KIND_GATHER || kind == AIO_KIND_TASKGROUP || kind == AIO_KIND_SHIELD)) {
         return aio_members(c, r);
+    }
+    if (kind == AIO_KIND_WAIT && r->waiters.len == 1) {
+        return aio_wait_members(c, r, wait_frame);
     }
     if (kind == AIO_KIND_TIMEOUT || in_wait_for) {
         /* wait_for's inner task, when it is one: the frame's local `fut`. */

@@ -186,7 +186,7 @@ static err_t aio_armed_timeout(aio_ctx *c, uint64_t handle, double when, bool li
     return ERR_OK;
 }
 
-/* The loop's timer heap: sleep and 3.11 wait_for deadlines (a TimerHandle
+/* The loop's timer heap: sleep, 3.11 wait_for and asyncio.wait deadlines (a TimerHandle
  * whose _args start with the future; _when is the deadline on the loop's
  * clock) and armed Timeouts. */
 static err_t aio_timers(aio_ctx *c, const aio_loop *l) {
@@ -224,8 +224,9 @@ static err_t aio_timers(aio_ctx *c, const aio_loop *l) {
     for (size_t i = 0; i < m->resources.len; i++) {
         aio_resource *r = VEC_AT(&m->resources, aio_resource, i);
         uint64_t bits;
-        if ((r->kind == AIO_KIND_SLEEP || r->kind == AIO_KIND_TIMEOUT) && !r->has_deadline &&
-            u64map_get(&when, r->future ? r->future : r->id, &bits)) {
+        if ((r->kind == AIO_KIND_SLEEP || r->kind == AIO_KIND_TIMEOUT ||
+             r->kind == AIO_KIND_WAIT) &&
+            !r->has_deadline && u64map_get(&when, r->future ? r->future : r->id, &bits)) {
             memcpy(&r->deadline, &bits, sizeof r->deadline);
             r->has_deadline = true;
             if (live) {

@@ -14,6 +14,7 @@ static const char *const aio_kind_names[AIO_KIND_COUNT] = {
     [AIO_KIND_QUEUE] = "queue",       [AIO_KIND_BARRIER] = "barrier",
     [AIO_KIND_GATHER] = "gather",     [AIO_KIND_SHIELD] = "shield",
     [AIO_KIND_TIMEOUT] = "timeout",   [AIO_KIND_TASKGROUP] = "taskgroup",
+    [AIO_KIND_WAIT] = "wait",
     [AIO_KIND_EXECUTOR] = "executor", [AIO_KIND_IO] = "io",
     [AIO_KIND_OTHER] = "other",       [AIO_KIND_THREAD_LOCK] = "thread-lock",
     [AIO_KIND_CFUTURE] = "concurrent-future", [AIO_KIND_THREAD_EVENT] = "thread-event",

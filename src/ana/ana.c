@@ -225,8 +225,9 @@ static err_t ana_build_graph(ana_graph *g, const aio_model *m) {
         case AIO_KIND_TASKGROUP:
         case AIO_KIND_SHIELD:
         case AIO_KIND_TIMEOUT:
+        case AIO_KIND_WAIT:
             /* A timeout's timer fires by itself: no edge through it. */
-            if (r->kind != AIO_KIND_TIMEOUT) {
+            if (r->kind != AIO_KIND_TIMEOUT && !(r->kind == AIO_KIND_WAIT && r->wait_timed)) {
                 e = ana_edges_to(g, node, &r->members, ANA_EDGE_AWAIT);
             }
             break;
@@ -413,7 +414,8 @@ void ana_task_list(sbuf *b, const ana_graph *g, const vec *ids) {
 }
 
 /* A cycle: every wake or lock resource in it must have all its resolvers or
- * holders inside too, or someone outside could still free it. */
+ * holders inside too, or someone outside could still free it; so must an
+ * asyncio.wait that any one of its tasks' end may wake. */
 static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
     const ana_graph *g = &c->g;
     for (size_t i = 0; i < n; i++) {
@@ -422,6 +424,8 @@ static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
         }
         const aio_resource *r = ana_res(g, nodes[i]);
         const vec *need = r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE ? &r->holders
+                          : r->kind == AIO_KIND_WAIT
+                              ? (r->wait_when == AIO_WAIT_ALL ? NULL : &r->members)
                           : r->kind == AIO_KIND_GATHER || r->kind == AIO_KIND_TASKGROUP ||
                                   r->kind == AIO_KIND_SHIELD
                               ? NULL

@@ -203,6 +203,8 @@ const char *out_kind_word(aio_kind k) {
         return "timeout";
     case AIO_KIND_TASKGROUP:
         return "TaskGroup";
+    case AIO_KIND_WAIT:
+        return "wait";
     case AIO_KIND_EXECUTOR:
         return "executor";
     case AIO_KIND_IO:
@@ -244,6 +246,16 @@ static void out_resource_phrase(sbuf *b, const aio_resource *r, const char *op, 
         sbuf_printf(b, "%s of %zu", out_kind_word(r->kind), (size_t)r->members.len);
         id_said = false;
         break;
+    case AIO_KIND_WAIT: {
+        static const char *const whom[] = {[AIO_WAIT_ALL] = "all",
+                                           [AIO_WAIT_FIRST] = "the first",
+                                           [AIO_WAIT_ERROR] = "an error or all"};
+        sbuf_printf(b, "wait for %s of %zu", whom[r->wait_when], (size_t)r->members.len);
+        out_timing(b, r);
+        id_said = false;
+        detail_said = true;
+        break;
+    }
     case AIO_KIND_SHIELD:
     case AIO_KIND_EXECUTOR:
         sbuf_adds(b, out_kind_word(r->kind));

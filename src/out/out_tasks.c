@@ -258,7 +258,8 @@ static void out_waits_common(sbuf *b, const out_index *ix, size_t lead, const si
         } else if (timed) {
             sbuf_printf(b, " %.1f–%.1fs left", lo, hi);
         }
-    } else if (r && r->type[0] && k != AIO_KIND_GATHER && k != AIO_KIND_TASKGROUP) {
+    } else if (r && r->type[0] && k != AIO_KIND_GATHER && k != AIO_KIND_TASKGROUP &&
+               k != AIO_KIND_WAIT) {
         out_clean(b, r->type);
     } else {
         sbuf_adds(b, out_kind_word(k));

@@ -273,7 +273,8 @@ def test_who_awaits_each_task(python, snarl, sample, mode):
 def test_resources_their_members_and_waiters(python, snarl, sample, mode):
     """Each resource a task waits on: its kind, the tasks it stands for
     (gather children, TaskGroup tasks, shield's inner task, 3.11 wait_for's
-    inner task) and the tasks waiting on it."""
+    inner task, asyncio.wait's tasks and its return_when) and the tasks
+    waiting on it."""
     doc, truth = _doc_and_truth(python, sample, mode)
     got = {r["id"]: r for r in doc["resources"]}
     # Without --all-objects snarl need not know the hidden tasks, nor so the
@@ -290,6 +291,9 @@ def test_resources_their_members_and_waiters(python, snarl, sample, mode):
             continue
         if r["kind"] != want["kind"]:
             wrong.append("%s %s: kind %s" % (want["kind"], want["id"], r["kind"]))
+        if want["kind"] == "wait" and r["detail"] != want["detail"]:
+            wrong.append("wait %s: return_when %r, expected %r" % (want["id"], r["detail"],
+                                                                   want["detail"]))
         for field in ("members", "waiters"):
             if sorted(r[field]) != want[field]:
                 wrong.append("%s %s: %s %s, expected %s" % (

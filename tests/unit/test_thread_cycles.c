@@ -1,9 +1,11 @@
-/* The wait-for graph through threads, over hand-built models: two threads
- * holding the threading locks each other waits for are a
- * thread-lock-cycle; a task -> executor future -> concurrent future ->
+/* The wait-for graph through threads and asyncio.wait, over hand-built
+ * models: two threads holding the threading locks each other waits for are
+ * a thread-lock-cycle; a task -> executor future -> concurrent future ->
  * worker thread -> concurrent future -> task -> lock ring is a lock-cycle
  * naming its worker; a timeout, an unknown holder, or a future nothing
- * completes breaks the ring. */
+ * completes breaks the ring. A ring through asyncio.wait closes when it
+ * waits for all its tasks, or for the first with every one on the ring, and
+ * never with a timeout. */
 #include <stdio.h>
 #include <string.h>
 
@@ -174,4 +176,54 @@ TEST(executor_ring_whose_future_stands_for_no_task_is_no_cycle) {
     CHECK_EQ(r.diagnoses.len, 0);
     ana_result_free(&r);
     aio_model_free(&b.m);
+}
+
+/* waiter (0x1000) in asyncio.wait (0xe000) for its members: back (0x2000),
+ * which awaits waiter, and, when `bystander`, sleeper (0x3000), which
+ * sleeps on a timer and so will end. */
+static void tm_wait_ring(tm *b, aio_wait_when when, bool timed, bool bystander) {
+    tm_init(b);
+    tm_task(b, 0x1000, "waiter", AIO_KIND_WAIT, 0xe000);
+    tm_task(b, 0x2000, "back", AIO_KIND_TASK, 0x1000);
+    aio_resource *w = tm_res(b, 0xe000, AIO_KIND_WAIT);
+    w->wait_when = when;
+    w->wait_timed = timed;
+    u64vec_push(&w->members, 0x2000);
+    if (bystander) {
+        tm_task(b, 0x3000, "sleeper", AIO_KIND_SLEEP, 0xf000);
+        tm_res(b, 0xf000, AIO_KIND_SLEEP);
+        u64vec_push(&VEC_AT(&b->m.resources, aio_resource, 0)->members, 0x3000);
+    }
+}
+
+TEST(asyncio_wait_ring_closes_by_its_return_when_and_never_with_a_timeout) {
+    static const struct {
+        const char *name;
+        aio_wait_when when;
+        bool timed, bystander, cycle;
+    } cases[] = {
+        {"all, a member off the ring", AIO_WAIT_ALL, false, true, true},
+        {"first, a member off the ring", AIO_WAIT_FIRST, false, true, false},
+        {"error, a member off the ring", AIO_WAIT_ERROR, false, true, false},
+        {"first, every member on the ring", AIO_WAIT_FIRST, false, false, true},
+        {"all with a timeout", AIO_WAIT_ALL, true, false, false},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        unit_ctx("%s", cases[i].name);
+        tm b;
+        tm_wait_ring(&b, cases[i].when, cases[i].timed, cases[i].bystander);
+        ana_result r;
+        CHECK_EQ(ana_diagnose(&b.m, &r), ERR_OK);
+        const ana_diagnosis *d = tm_only(&r);
+        if (!cases[i].cycle) {
+            CHECK_EQ(r.diagnoses.len, 0);
+        } else if (CHECK(d != NULL)) {
+            CHECK_EQ(d->kind, ANA_AWAIT_CYCLE);
+            CHECK_EQ(d->tasks.len, 2);
+            CHECK(u64vec_has(&d->tasks, 0x1000) && u64vec_has(&d->tasks, 0x2000));
+            CHECK(u64vec_has(&d->resources, 0xe000));
+        }
+        ana_result_free(&r);
+        aio_model_free(&b.m);
+    }
 }

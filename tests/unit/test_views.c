@@ -547,6 +547,17 @@ TEST(tasks_table_says_each_kind_of_wait) {
     r = mb_res(&b, 0x500a, AIO_KIND_SLEEP, "Future");
     r->has_remaining = true;
     r->remaining = -3;
+    r = mb_res(&b, 0x500c, AIO_KIND_WAIT, "Future");
+    mb_id(&r->members, 0x1a00);
+    mb_id(&r->members, 0x1b00);
+    r = mb_res(&b, 0x500d, AIO_KIND_WAIT, "Future");
+    r->wait_when = AIO_WAIT_FIRST;
+    r->has_remaining = true;
+    r->remaining = 5;
+    mb_id(&r->members, 0x1a00);
+    r = mb_res(&b, 0x500e, AIO_KIND_WAIT, "Future");
+    r->wait_when = AIO_WAIT_ERROR;
+    mb_id(&r->members, 0x1c00);
 
     static const struct {
         const char *name;
@@ -564,6 +575,9 @@ TEST(tasks_table_says_each_kind_of_wait) {
         {"reader", AIO_KIND_IO, 0x5008, "I/O fd 7"},
         {"limited", AIO_KIND_SEMAPHORE, 0x5009, "BoundedSemaphore 0x5009"},
         {"late", AIO_KIND_SLEEP, 0x500a, "sleep overdue by 3.0s"},
+        {"waits-all", AIO_KIND_WAIT, 0x500c, "wait for all of 2"},
+        {"waits-first", AIO_KIND_WAIT, 0x500d, "wait for the first of 1 5.0s left"},
+        {"waits-error", AIO_KIND_WAIT, 0x500e, "wait for an error or all of 1"},
         {"other", AIO_KIND_OTHER, 0x500b, "MyAwaitable"},
         {"child", AIO_KIND_TASK, 0x1f00, "task 'B'"},
         {"runner", AIO_KIND_NONE, 0, "running in thread 77"},
