@@ -7,7 +7,7 @@ a frozen read can stop the thread in between; its stack must still be this
 one, whole, with or without the function map() calls on top.
 
 Writes {"pid": ..., "stack": [[function, line], ...]} (outermost first, as
-traceback records it) to argv[1], prints READY once the calls run, and runs
+traceback records it) to argv[1], prints READY from the first call, and runs
 until killed.
 """
 import collections
@@ -19,15 +19,18 @@ import traceback
 
 
 def called(x):
+    # READY once the calls run: a reader must not see the thread still in
+    # the line before them.
+    if x == 0:
+        print("READY", flush=True)
     return x
 
 
 def calls(truth):
     stack = [[f.name, f.lineno] for f in traceback.extract_stack()]
-    stack[-1][1] += 5  # the line that never returns, five below
+    stack[-1][1] += 4  # the line that never returns, four below
     with open(truth, "w") as f:
         json.dump({"pid": os.getpid(), "stack": stack}, f)
-    print("READY", flush=True)
     collections.deque(map(called, itertools.count()), maxlen=0)
 
 
