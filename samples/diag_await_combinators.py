@@ -26,6 +26,13 @@ wait-open   `await asyncio.wait([peers["wait-open-b"], peers["lone"]],
             lone is on no ring, so this ring is not closed: no await-cycle
 wait-open-b awaits wait-open directly
 lone        awaits a bare future only it references
+gather-open `await asyncio.gather(peers["gather-open-b"], peers["lone"])`:
+            an error of lone would end the gather, so this ring is not
+            closed either: no await-cycle
+gather-open-b awaits gather-open directly
+tg-open     a TaskGroup of tg-open-child, which awaits tg-open, and
+            tg-open-lone, which awaits a bare future only it references:
+            an error of tg-open-lone would cancel the rest, no await-cycle
 Task-N      the asyncio.run main task: awaits a bare future only it
             references
 
@@ -35,7 +42,7 @@ Expected diagnoses (exactly; the combinator on each ring is its resource):
   await-cycle  tasks [shield-a, shield-b]     resources [outer]
   await-cycle  tasks [wait-all, wait-all-b]   resources [w_all]
   await-cycle  tasks [wait-any, wait-any-b]   resources [w_any]
-  all-asleep   tasks [Task-N and the 11 above] resources []
+  all-asleep   tasks [Task-N and the 18 above] resources []
 Exit status 1. The text report starts "Found 3 asyncio deadlocks".
 Run: python3 diag_await_combinators.py TRUTH.json  (prints READY once settled)
 """
@@ -83,6 +90,22 @@ async def never():
     await asyncio.get_running_loop().create_future()
 
 
+async def tg_open():
+    me = asyncio.current_task()
+    async with asyncio.TaskGroup() as tg:
+        child = tg.create_task(direct({"me": me}, "me"), name="tg-open-child")
+        lone = tg.create_task(never(), name="tg-open-lone")
+        T.expect(child, "task", me)
+        T.expect(lone, "future")
+        T.expect(me, "taskgroup", tg)
+
+
+async def gather_open(peers):
+    g = asyncio.gather(peers["gather-open-b"], peers["lone"])
+    T.expect(asyncio.current_task(), "gather", g)
+    await g
+
+
 async def main():
     peers = {}
     peers["gather-a"] = asyncio.create_task(gather_a(peers), name="gather-a")
@@ -101,6 +124,11 @@ async def main():
         T.expect(peers[name + "-b"], "task", peers[name])
     peers["lone"] = asyncio.create_task(never(), name="lone")
     T.expect(peers["lone"], "future")
+    peers["gather-open"] = asyncio.create_task(gather_open(peers), name="gather-open")
+    peers["gather-open-b"] = asyncio.create_task(direct(peers, "gather-open"),
+                                                 name="gather-open-b")
+    T.expect(peers["gather-open-b"], "task", peers["gather-open"])
+    peers["tg-open"] = asyncio.create_task(tg_open(), name="tg-open")
     # Each waiter future exists once its task is inside asyncio.wait; the
     # steps run without timers.
     for _ in range(3):

@@ -42,11 +42,12 @@ The semantics the expectations follow (docs/design.md §5, docs/json.md):
   resolvers.
 - A cycle is reported when its strongly connected component is closed:
   every holder of its semaphores, every resolver of its events,
-  conditions, queues and futures, and every member of an asyncio.wait
-  that any one member's end wakes (FIRST_COMPLETED, FIRST_EXCEPTION) is a
-  task of the component, and none of them has an external reference; a
-  sleep, I/O, executor, unknown wait or asyncio.wait with a timeout never
-  closes. A closed component of locks and semaphores only is a
+  conditions, queues and futures, and every still pending member of a
+  combinator that one member's end can wake (a gather: an error ends it; a
+  TaskGroup: an error cancels its tasks; an asyncio.wait but for
+  ALL_COMPLETED) is a task of the component, and none of them has an
+  external reference; a sleep, I/O, executor, unknown wait or asyncio.wait
+  with a timeout never closes. A closed component of locks and semaphores only is a
   lock-cycle, or a lock-reacquire when it has one task (also for a
   Semaphore whose every slot the waiter holds itself); of tasks and
   combinators only, an await-cycle; with an event, condition, queue,
@@ -380,7 +381,7 @@ class DiagTruth(aio_truth.Truth):
         regions = self._regions()
         edges, kinds = {}, {}
         holders, resolvers, external, closed = {}, {}, {}, {}
-        waiters, wait_any = {}, {}
+        waiters, any_member = {}, {}
         for loop, _, _, _, running in self.records:
             for t in self._tasks(loop):
                 tid = hexid(t)
@@ -404,10 +405,14 @@ class DiagTruth(aio_truth.Truth):
                     # so every member must be on the ring (_cycles).
                     edges[rid] |= {hexid(m) for m in members}
                     closed[rid] = not extra["timed"]
-                    wait_any[rid] = extra["detail"] != "ALL_COMPLETED"
+                    any_member[rid] = extra["detail"] != "ALL_COMPLETED"
                 elif kind in COMBINATOR_KINDS:
                     edges[rid] |= {hexid(m) for m in members}
                     closed[rid] = True
+                    # A gather ends on a member's error, a TaskGroup
+                    # cancels everything on one: every member still
+                    # pending must be on the ring.
+                    any_member[rid] = kind in ("gather", "taskgroup")
                 elif kind in LOCK_KINDS:
                     hs = {task for (pair, task) in self.holds if pair[0] == rid}
                     if hs and not obj.locked():
@@ -430,7 +435,7 @@ class DiagTruth(aio_truth.Truth):
             resolvers[rid] -= waiters.get(rid, set())
             edges[rid] |= resolvers[rid]
         return {"edges": edges, "kinds": kinds, "holders": holders, "resolvers": resolvers,
-                "external": external, "closed": closed, "wait_any": wait_any}
+                "external": external, "closed": closed, "any_member": any_member}
 
     @staticmethod
     def _sccs(edges):
@@ -489,8 +494,10 @@ class DiagTruth(aio_truth.Truth):
             if not all(closed.get(r, False) for r in res):
                 continue
             if any(not edges[r] <= comp for r in res
-                   if kinds[r] in WAKE_KINDS or kinds[r] == "semaphore" or
-                   graph["wait_any"].get(r)):
+                   if kinds[r] in WAKE_KINDS or kinds[r] == "semaphore"):
+                continue
+            if any(not {m for m in edges[r] if kinds.get(m) == "task"} <= comp
+                   for r in res if graph["any_member"].get(r)):
                 continue
             rkinds = {kinds[r] for r in res}
             if rkinds and rkinds <= set(LOCK_KINDS):

@@ -18,6 +18,8 @@ case for one step of an analysis (tests/bench/README.md):
   locks   N/2 Locks, each held by a task (inside `async with`, waiting on a
           shared Event) and waited for by another
   gather  one task gathers the N-1 others, which wait on shared Events
+  wait    one task in asyncio.wait() for the N-1 others, which wait on
+          shared Events (a set of N-1 members read from its frame)
   chain   an await chain N deep: task I awaits task I+1, the last waits on
           an Event
   deep    every task waits on a shared Event 20 coroutine frames down
@@ -27,7 +29,7 @@ case for one step of an analysis (tests/bench/README.md):
 
 Prints "READY PID T" on stdout once every task has reached its await, T
 being the number of pending tasks.
-Run: python3.14 many_tasks.py N [mixed|event|locks|gather|chain|deep|heap]
+Run: python3.14 many_tasks.py N [mixed|event|locks|gather|wait|chain|deep|heap]
 """
 import asyncio
 import os
@@ -53,6 +55,10 @@ async def member(ev):
 
 async def leader(members):
     return await asyncio.gather(*members)
+
+
+async def waiter(members):
+    return await asyncio.wait(members)
 
 
 # Coroutine frames per task in the deep shape (the await itself included).
@@ -99,11 +105,12 @@ def shape_tasks(loop, n, shape, keep):
             keep.append(loop.create_task(take(lock), name="worker-%d" % (i + 1)))
         if n % 2:
             keep.append(loop.create_task(on_event(events[0]), name="worker-%d" % (n - 1)))
-    elif shape == "gather":
+    elif shape in ("gather", "wait"):
         members = [loop.create_task(on_event(events[i // SHARE]), name="worker-%d" % i)
                    for i in range(1, n)]
         keep.extend(members)
-        keep.append(loop.create_task(leader(members), name="worker-0"))
+        lead = leader if shape == "gather" else waiter
+        keep.append(loop.create_task(lead(members), name="worker-0"))
     elif shape == "chain":
         nxt = loop.create_task(on_event(events[0]), name="worker-%d" % (n - 1))
         keep.append(nxt)

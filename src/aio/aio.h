@@ -136,6 +136,7 @@ typedef struct aio_resource {
     /* uint64_t task ids it stands for (gather/TaskGroup children, shield
      * inner, asyncio.wait's tasks) */
     vec members;
+    size_t members_ended; /* how many of them are done or cancelled: they wake nothing now */
     char detail[128];     /* one short fact, e.g. "fd 7", "locked", "3 items" */
     vec holders;          /* uint64_t tasks inside `async with` on it (Lock, Semaphore) */
     vec holder_sites;     /* aio_site, parallel to holders: where each entered */

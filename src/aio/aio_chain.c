@@ -203,11 +203,14 @@ static err_t aio_add_members_from(aio_ctx *c, aio_resource *r, const vec *items)
         if (added < 0) {
             e = ERR_NOMEM;
         } else if (added && aio_is_task(c, o)) {
+            aio_state st = aio_task_state(c, o);
             if ((slot = vec_push(&r->members)) == NULL) {
                 e = ERR_NOMEM;
             } else {
                 *slot = o;
             }
+            /* Ended members wake nothing any more: a ring need not hold them. */
+            r->members_ended += st == AIO_STATE_DONE || st == AIO_STATE_CANCELLED;
         }
     }
     u64set_free(&seen);

@@ -121,6 +121,8 @@ uint64_t aio_callback_named(aio_ctx *c, uint64_t fut, const char *needle);
 uint64_t aio_function_named(aio_ctx *c, const vec *cbs, const char *needle);
 aio_objkind aio_object_kind(aio_ctx *c, uint64_t obj);
 bool aio_is_task(aio_ctx *c, uint64_t obj);
+/* A task's state read from the task itself; AIO_STATE_UNKNOWN if unreadable. */
+aio_state aio_task_state(aio_ctx *c, uint64_t task);
 
 err_t aio_build_threads(py_target *t, aio_model *model);
 err_t aio_find_tasks(aio_ctx *c);

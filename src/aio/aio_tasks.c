@@ -230,6 +230,20 @@ static aio_state aio_py_state(aio_ctx *c, uint64_t obj) {
                                            : AIO_STATE_UNKNOWN;
 }
 
+aio_state aio_task_state(aio_ctx *c, uint64_t task) {
+    uint32_t st;
+    if (aio_object_kind(c, task) != AIO_OBJ_C_TASK) {
+        return aio_py_state(c, task);
+    }
+    if (mem_read_u32(c->t->m, task + (uint64_t)c->A.fut_state, &st) != ERR_OK) {
+        return AIO_STATE_UNKNOWN;
+    }
+    return st == 0   ? AIO_STATE_PENDING
+           : st == 1 ? AIO_STATE_CANCELLED
+           : st == 2 ? AIO_STATE_DONE
+                     : AIO_STATE_UNKNOWN;
+}
+
 /* The chain walk and classification (aio_chain.c). */
 err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter);
 

@@ -413,9 +413,23 @@ void ana_task_list(sbuf *b, const ana_graph *g, const vec *ids) {
     }
 }
 
+/* Whether a combinator's members that have not ended are all in the
+ * component (each in it is a blocked task, so has not ended). */
+static bool ana_members_inside(ana_ctx *c, const aio_resource *r) {
+    size_t inside = 0, node;
+    for (size_t k = 0; k < r->members.len; k++) {
+        inside +=
+            ana_node_of_task(&c->g, *VEC_AT(&r->members, uint64_t, k), &node) && c->in_scc[node];
+    }
+    return inside + r->members_ended >= r->members.len;
+}
+
 /* A cycle: every wake or lock resource in it must have all its resolvers or
- * holders inside too, or someone outside could still free it; so must an
- * asyncio.wait that any one of its tasks' end may wake. */
+ * holders inside too, or someone outside could still free it. So must every
+ * combinator that one member's end can wake: a gather (an error ends it;
+ * snarl does not read return_exceptions), a TaskGroup (an error cancels
+ * its tasks and its parent) and an asyncio.wait but for ALL_COMPLETED; a
+ * shield has one member. */
 static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
     const ana_graph *g = &c->g;
     for (size_t i = 0; i < n; i++) {
@@ -423,14 +437,20 @@ static bool ana_closed(ana_ctx *c, const uint32_t *nodes, size_t n) {
             continue;
         }
         const aio_resource *r = ana_res(g, nodes[i]);
-        const vec *need = r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE ? &r->holders
-                          : r->kind == AIO_KIND_WAIT
-                              ? (r->wait_when == AIO_WAIT_ALL ? NULL : &r->members)
-                          : r->kind == AIO_KIND_GATHER || r->kind == AIO_KIND_TASKGROUP ||
-                                  r->kind == AIO_KIND_SHIELD
-                              ? NULL
-                              : &r->resolvers;
-        for (size_t k = 0; need && k < need->len; k++) {
+        if (r->kind == AIO_KIND_SHIELD ||
+            (r->kind == AIO_KIND_WAIT && r->wait_when == AIO_WAIT_ALL)) {
+            continue;
+        }
+        if (r->kind == AIO_KIND_GATHER || r->kind == AIO_KIND_TASKGROUP ||
+            r->kind == AIO_KIND_WAIT) {
+            if (!ana_members_inside(c, r)) {
+                return false;
+            }
+            continue;
+        }
+        const vec *need =
+            r->kind == AIO_KIND_LOCK || r->kind == AIO_KIND_SEMAPHORE ? &r->holders : &r->resolvers;
+        for (size_t k = 0; k < need->len; k++) {
             size_t node;
             if (!ana_node_of_task(g, *VEC_AT(need, uint64_t, k), &node) || !c->in_scc[node]) {
                 return false;

@@ -5,7 +5,8 @@
  * naming its worker; a timeout, an unknown holder, or a future nothing
  * completes breaks the ring. A ring through asyncio.wait closes when it
  * waits for all its tasks, or for the first with every one on the ring, and
- * never with a timeout. */
+ * never with a timeout; one through a gather or TaskGroup only with every
+ * member that has not ended on it. */
 #include <stdio.h>
 #include <string.h>
 
@@ -178,14 +179,14 @@ TEST(executor_ring_whose_future_stands_for_no_task_is_no_cycle) {
     aio_model_free(&b.m);
 }
 
-/* waiter (0x1000) in asyncio.wait (0xe000) for its members: back (0x2000),
+/* waiter (0x1000) in a combinator (0xe000) for its members: back (0x2000),
  * which awaits waiter, and, when `bystander`, sleeper (0x3000), which
  * sleeps on a timer and so will end. */
-static void tm_wait_ring(tm *b, aio_wait_when when, bool timed, bool bystander) {
+static void tm_ring(tm *b, aio_kind kind, aio_wait_when when, bool timed, bool bystander) {
     tm_init(b);
-    tm_task(b, 0x1000, "waiter", AIO_KIND_WAIT, 0xe000);
+    tm_task(b, 0x1000, "waiter", kind, 0xe000);
     tm_task(b, 0x2000, "back", AIO_KIND_TASK, 0x1000);
-    aio_resource *w = tm_res(b, 0xe000, AIO_KIND_WAIT);
+    aio_resource *w = tm_res(b, 0xe000, kind);
     w->wait_when = when;
     w->wait_timed = timed;
     u64vec_push(&w->members, 0x2000);
@@ -194,6 +195,24 @@ static void tm_wait_ring(tm *b, aio_wait_when when, bool timed, bool bystander) 
         tm_res(b, 0xf000, AIO_KIND_SLEEP);
         u64vec_push(&VEC_AT(&b->m.resources, aio_resource, 0)->members, 0x3000);
     }
+}
+
+/* The model's diagnoses: one await-cycle of waiter and back through the
+ * combinator when `cycle`, none otherwise; frees the model. */
+static void tm_check_ring(tm *b, bool cycle) {
+    ana_result r;
+    CHECK_EQ(ana_diagnose(&b->m, &r), ERR_OK);
+    const ana_diagnosis *d = tm_only(&r);
+    if (!cycle) {
+        CHECK_EQ(r.diagnoses.len, 0);
+    } else if (CHECK(d != NULL)) {
+        CHECK_EQ(d->kind, ANA_AWAIT_CYCLE);
+        CHECK_EQ(d->tasks.len, 2);
+        CHECK(u64vec_has(&d->tasks, 0x1000) && u64vec_has(&d->tasks, 0x2000));
+        CHECK(u64vec_has(&d->resources, 0xe000));
+    }
+    ana_result_free(&r);
+    aio_model_free(&b->m);
 }
 
 TEST(asyncio_wait_ring_closes_by_its_return_when_and_never_with_a_timeout) {
@@ -211,19 +230,28 @@ TEST(asyncio_wait_ring_closes_by_its_return_when_and_never_with_a_timeout) {
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         unit_ctx("%s", cases[i].name);
         tm b;
-        tm_wait_ring(&b, cases[i].when, cases[i].timed, cases[i].bystander);
-        ana_result r;
-        CHECK_EQ(ana_diagnose(&b.m, &r), ERR_OK);
-        const ana_diagnosis *d = tm_only(&r);
-        if (!cases[i].cycle) {
-            CHECK_EQ(r.diagnoses.len, 0);
-        } else if (CHECK(d != NULL)) {
-            CHECK_EQ(d->kind, ANA_AWAIT_CYCLE);
-            CHECK_EQ(d->tasks.len, 2);
-            CHECK(u64vec_has(&d->tasks, 0x1000) && u64vec_has(&d->tasks, 0x2000));
-            CHECK(u64vec_has(&d->resources, 0xe000));
-        }
-        ana_result_free(&r);
-        aio_model_free(&b.m);
+        tm_ring(&b, AIO_KIND_WAIT, cases[i].when, cases[i].timed, cases[i].bystander);
+        tm_check_ring(&b, cases[i].cycle);
+    }
+}
+
+TEST(gather_or_taskgroup_ring_closes_only_with_every_member_not_ended_on_it) {
+    static const struct {
+        const char *name;
+        aio_kind kind;
+        bool bystander, ended, cycle;
+    } cases[] = {
+        {"gather, its one member on the ring", AIO_KIND_GATHER, false, false, true},
+        {"gather, a pending member off the ring", AIO_KIND_GATHER, true, false, false},
+        {"gather, an ended member off the ring", AIO_KIND_GATHER, true, true, true},
+        {"TaskGroup, a pending member off the ring", AIO_KIND_TASKGROUP, true, false, false},
+        {"TaskGroup, its one member on the ring", AIO_KIND_TASKGROUP, false, false, true},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        unit_ctx("%s", cases[i].name);
+        tm b;
+        tm_ring(&b, cases[i].kind, AIO_WAIT_ALL, false, cases[i].bystander);
+        VEC_AT(&b.m.resources, aio_resource, 0)->members_ended = cases[i].ended;
+        tm_check_ring(&b, cases[i].cycle);
     }
 }
