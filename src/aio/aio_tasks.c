@@ -230,18 +230,22 @@ static aio_state aio_py_state(aio_ctx *c, uint64_t obj) {
                                            : AIO_STATE_UNKNOWN;
 }
 
+/* A C future's fut_state: 0 pending, 1 cancelled, 2 finished. */
+static aio_state aio_c_state(uint32_t st) {
+    return st == 0   ? AIO_STATE_PENDING
+           : st == 1 ? AIO_STATE_CANCELLED
+           : st == 2 ? AIO_STATE_DONE
+                     : AIO_STATE_UNKNOWN;
+}
+
 aio_state aio_task_state(aio_ctx *c, uint64_t task) {
     uint32_t st;
     if (aio_object_kind(c, task) != AIO_OBJ_C_TASK) {
         return aio_py_state(c, task);
     }
-    if (mem_read_u32(c->t->m, task + (uint64_t)c->A.fut_state, &st) != ERR_OK) {
-        return AIO_STATE_UNKNOWN;
-    }
-    return st == 0   ? AIO_STATE_PENDING
-           : st == 1 ? AIO_STATE_CANCELLED
-           : st == 2 ? AIO_STATE_DONE
-                     : AIO_STATE_UNKNOWN;
+    return mem_read_u32(c->t->m, task + (uint64_t)c->A.fut_state, &st) == ERR_OK
+               ? aio_c_state(st)
+               : AIO_STATE_UNKNOWN;
 }
 
 /* The chain walk and classification (aio_chain.c). */
@@ -284,11 +288,7 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
         }
         task->c_task = true;
         task->loop = rd_u64(b, (size_t)A->fut_loop);
-        uint32_t st = rd_u32(b, (size_t)A->fut_state);
-        task->state = st == 0   ? AIO_STATE_PENDING
-                      : st == 1 ? AIO_STATE_CANCELLED
-                      : st == 2 ? AIO_STATE_DONE
-                                : AIO_STATE_UNKNOWN;
+        task->state = aio_c_state(rd_u32(b, (size_t)A->fut_state));
         task->cancels = (int)(int32_t)rd_u32(b, (size_t)A->task_num_cancels);
         task->coro = rd_u64(b, (size_t)A->task_coro);
         fut_waiter = rd_u64(b, (size_t)A->task_fut_waiter);
