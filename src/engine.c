@@ -207,7 +207,6 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
     vec_init(&model->loops, sizeof(aio_loop));
     vec_init(&model->resources, sizeof(aio_resource));
     vec_init(&model->warnings, sizeof(char *));
-    vec_init(&model->names, sizeof(aio_name));
     aio_target *t = &model->target;
     t->kind = s->kind;
     t->pid = s->m->pid;
@@ -264,7 +263,7 @@ static unsigned snarl_confirm_kinds(const snarl_session *s) {
 
 static bool snarl_unreadable_frames(const vec *frames) {
     for (size_t i = 0; i < frames->len; i++) {
-        if (!VEC_AT(frames, aio_frame, i)->function) {
+        if (!aio_frame_function(VEC_AT(frames, aio_frame, i))) {
             return true;
         }
     }
@@ -310,8 +309,9 @@ static bool snarl_loop_held_still(const aio_model *a, const aio_model *b, uint64
     for (size_t i = 0; i < ta->frames.len; i++) {
         const aio_frame *fa = VEC_AT(&ta->frames, aio_frame, i);
         const aio_frame *fb = VEC_AT(&tb->frames, aio_frame, i);
-        if (fa->addr != fb->addr || (i > 0 && fa->line != fb->line) || !fa->function ||
-            !fb->function || strcmp(fa->function, fb->function) != 0) {
+        if (fa->addr != fb->addr || (i > 0 && fa->line != fb->line) || !aio_frame_function(fa) ||
+            !aio_frame_function(fb) ||
+            strcmp(aio_frame_function(fa), aio_frame_function(fb)) != 0) {
             return false;
         }
     }

@@ -18,24 +18,56 @@ typedef struct aio_local {
 /* Longest repr of a local we keep (bytes of UTF-8). */
 #define AIO_REPR_MAX 200
 
-typedef struct aio_frame {
-    const char *function; /* qualname; NULL when the frame was unreadable */
-    const char *file;     /* both owned by the model's name pool */
-    int line; /* -1 when unknown */
-    uint64_t addr;
+/* What a frame's code names, once per code object in the model's pool (a
+ * million suspended coroutines run a handful of functions): a frame points
+ * here instead of carrying the three itself. */
+typedef struct aio_name {
+    const char *function; /* qualname, "<unknown>" when unreadable */
+    const char *file;
+    int nlocalsplus; /* the code's locals, cells and free variables */
+} aio_name;
+
+/* What few frames have: a thread's frame that a running task begins at,
+ * and the locals of the one task asked about. */
+typedef struct aio_frame_extra {
     uint64_t task; /* in a thread's stack: the running task this frame belongs to */
+    vec locals;    /* aio_local */
+} aio_frame_extra;
+
+typedef struct aio_frame {
+    const aio_name *name; /* NULL when the frame was unreadable or is not Python */
+    uint64_t addr;
     /* What the scans of its slots need, from the one read of the frame:
-     * its code (0 when not Python), that code's locals, and the values on
-     * its evaluation stack (-1 when unknown). */
+     * its code (0 when its slots are not to be read) and the values on its
+     * evaluation stack (-1 when unknown); the code's locals are in name. */
     uint64_t code;
-    int nlocalsplus, depth;
-    /* aio_local, only when asked for (aio_frame_locals); NULL otherwise: a
-     * million tasks' frames do not each carry an empty vector. */
-    vec *locals;
+    int line; /* -1 when unknown */
+    int depth;
+    aio_frame_extra *extra; /* NULL for nearly every frame */
 } aio_frame;
+
+static inline const char *aio_frame_function(const aio_frame *f) {
+    return f->name ? f->name->function : NULL;
+}
+static inline const char *aio_frame_file(const aio_frame *f) {
+    return f->name ? f->name->file : NULL;
+}
+/* -1 when not Python. */
+static inline int aio_frame_nlocals(const aio_frame *f) {
+    return f->name ? f->name->nlocalsplus : -1;
+}
+static inline uint64_t aio_frame_task(const aio_frame *f) {
+    return f->extra ? f->extra->task : 0;
+}
+/* f's locals when any were read, else NULL. */
+static inline const vec *aio_frame_locals_of(const aio_frame *f) {
+    return f->extra && f->extra->locals.len ? &f->extra->locals : NULL;
+}
 
 /* f's locals, made empty on first use; NULL when out of memory. */
 vec *aio_frame_locals(aio_frame *f);
+/* Marks f as where the running task begins; false when out of memory. */
+bool aio_frame_set_task(aio_frame *f, uint64_t task);
 
 /* What a task's innermost frame waits on. Resources are the things a task
  * can wait for other than a task: a bare future, the primitives, sleeps,
@@ -304,11 +336,10 @@ typedef struct aio_model {
     vec warnings;  /* char*, one sentence each */
     /* Function and file names, once per code object: a million tasks share
      * a handful of coroutines. */
-    u64map name_index; /* code address -> index in names */
+    u64map name_index; /* code address -> its aio_name, in the arena */
     /* task id -> index in tasks, kept from the build for aio_find_task;
      * empty in a model built by hand (the lookup then scans). */
     u64map task_index;
-    vec names;         /* aio_name */
     /* Type names, once each (aio_intern): a million tasks share a few. */
     u64map string_index; /* hash of the text, probed -> 1 + index in strings */
     vec strings;         /* char * */
@@ -318,15 +349,10 @@ typedef struct aio_model {
     util_arena arena;
 } aio_model;
 
-typedef struct aio_name {
-    char *function;
-    char *file;
-} aio_name;
-
 /* Points f's names at the pool's copy for this code object; false when out
  * of memory. */
 bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *function,
-                     const char *file);
+                     const char *file, int nlocalsplus);
 /* The model's own copy of s, one per distinct text; NULL when out of memory. */
 const char *aio_intern(aio_model *m, const char *s);
 /* The model's copy of s, kept with its other texts until aio_model_free

@@ -102,9 +102,9 @@ static err_t aio_push_chain_frame(aio_ctx *c, aio_task *task, uint64_t frame_add
     af->addr = frame_addr;
     af->line = f ? f->line : -1;
     af->code = f && f->is_python ? f->code : 0;
-    af->nlocalsplus = f && f->is_python ? f->nlocalsplus : -1;
     af->depth = f && f->is_python ? f->stack_depth : -1;
-    if (f && f->is_python && !aio_frame_names(c->model, af, f->code, f->qualname, f->filename)) {
+    if (f && f->is_python &&
+        !aio_frame_names(c->model, af, f->code, f->qualname, f->filename, f->nlocalsplus)) {
         return ERR_NOMEM;
     }
     return ERR_OK;
@@ -297,22 +297,23 @@ _Static_assert(ARRAY_LEN(aio_rules) <= AIO_FR_FW_RULE - AIO_FR_RULE, "rule bits 
 _Static_assert(ARRAY_LEN(aio_fw_rules) <= 64 - AIO_FR_FW_RULE, "too many framework rules");
 
 static uint64_t aio_frame_rules(aio_ctx *c, const aio_frame *f) {
-    uint64_t v, key = (uint64_t)(uintptr_t)f->function;
+    uint64_t v, key = (uint64_t)(uintptr_t)aio_frame_function(f);
     if (u64map_get(&c->frame_rules, key, &v)) {
         return v;
     }
     v = 0;
-    if (aio_is_asyncio_file(f->file)) {
+    if (aio_is_asyncio_file(aio_frame_file(f))) {
         v |= AIO_FR_LIBRARY;
-        v |= strcmp(f->function, "wait_for") == 0 ? AIO_FR_WAIT_FOR : 0;
-        v |= strcmp(f->function, "sleep") == 0 ? AIO_FR_SLEEP : 0;
-        v |= strcmp(f->function, "_wait") == 0 ? AIO_FR_WAIT : 0;
+        v |= strcmp(aio_frame_function(f), "wait_for") == 0 ? AIO_FR_WAIT_FOR : 0;
+        v |= strcmp(aio_frame_function(f), "sleep") == 0 ? AIO_FR_SLEEP : 0;
+        v |= strcmp(aio_frame_function(f), "_wait") == 0 ? AIO_FR_WAIT : 0;
         for (size_t k = 0; k < ARRAY_LEN(aio_rules); k++) {
-            v |= strcmp(f->function, aio_rules[k].qualname) == 0 ? (uint64_t)1 << (AIO_FR_RULE + k)
-                                                                 : 0;
+            v |= strcmp(aio_frame_function(f), aio_rules[k].qualname) == 0
+                     ? (uint64_t)1 << (AIO_FR_RULE + k)
+                     : 0;
         }
         for (size_t k = 0; k < ARRAY_LEN(aio_fw_rules); k++) {
-            v |= strcmp(f->function, aio_fw_rules[k].rule.qualname) == 0
+            v |= strcmp(aio_frame_function(f), aio_fw_rules[k].rule.qualname) == 0
                      ? (uint64_t)1 << (AIO_FR_FW_RULE + k)
                      : 0;
         }
@@ -335,7 +336,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
     const aio_frame *wait_frame = NULL; /* asyncio.wait's _wait, awaiting its waiter */
     for (size_t i = 0; i < task->frames.len; i++) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
-        uint64_t fr = f->function ? aio_frame_rules(c, f) : 0;
+        uint64_t fr = aio_frame_function(f) ? aio_frame_rules(c, f) : 0;
         if (!(fr & AIO_FR_LIBRARY)) {
             break;
         }
@@ -369,8 +370,8 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
             self = 0;
             if (!rule->outer_function) {
                 py_frame_slot(t, f->addr, 0, &self);
-            } else if (outer && outer->function &&
-                       strcmp(outer->function, rule->outer_function) == 0) {
+            } else if (outer && aio_frame_function(outer) &&
+                       strcmp(aio_frame_function(outer), rule->outer_function) == 0) {
                 py_frame_slot(t, outer->addr, 0, &self);
             }
             if (self && rule->self_attr) {
@@ -450,7 +451,7 @@ static err_t aio_classify(aio_ctx *c, aio_task *task, uint64_t awaited) {
         for (size_t i = 0; i < task->frames.len; i++) {
             const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
             uint64_t inner;
-            if (f->function && strcmp(f->function, "wait_for") == 0 &&
+            if (aio_frame_function(f) && strcmp(aio_frame_function(f), "wait_for") == 0 &&
                 py_frame_slot(t, f->addr, 0, &inner) == ERR_OK && aio_is_task(c, inner)) {
                 return u64vec_add_unique(&r->members, inner) ? ERR_OK : ERR_NOMEM;
             }

@@ -159,9 +159,9 @@ static aio_site aio_fw_site(const aio_task *t) {
     aio_site s = {NULL, NULL, -1};
     for (size_t i = 0; i < t->frames.len; i++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, i);
-        if (f->function && !aio_fw_library_file(f->file)) {
-            s.function = f->function;
-            s.file = f->file;
+        if (aio_frame_function(f) && !aio_fw_library_file(aio_frame_file(f))) {
+            s.function = aio_frame_function(f);
+            s.file = aio_frame_file(f);
             s.line = f->line;
             return s;
         }
@@ -291,7 +291,7 @@ static uint64_t aio_fw_pool_request(aio_ctx *c, u64map *types, uint64_t obj) {
 static const aio_frame *aio_fw_frame(const aio_task *t, const char *function) {
     for (size_t i = 0; i < t->frames.len; i++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, i);
-        if (f->function && strcmp(f->function, function) == 0) {
+        if (aio_frame_function(f) && strcmp(aio_frame_function(f), function) == 0) {
             return f;
         }
     }
@@ -350,10 +350,10 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
         }
         for (size_t k = 0; k < task->frames.len && e == ERR_OK; k++) {
             const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
-            if (!f->function || !f->code || aio_fw_library_file(f->file)) {
+            if (!aio_frame_function(f) || !f->code || aio_fw_library_file(aio_frame_file(f))) {
                 continue;
             }
-            for (int s = 0; s < f->nlocalsplus && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
+            for (int s = 0; s < aio_frame_nlocals(f) && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
                 uint64_t o, pr, v;
                 if (py_frame_slot(t, f->addr, s, &o) != ERR_OK || !o ||
                     !(pr = aio_fw_pool_request(c, &types, o)) || !u64map_get(&active, pr, &v)) {
@@ -363,7 +363,7 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
                     found++;
                     u64map_put(&active, pr, 1);
                 }
-                aio_site site = {f->function, f->file, f->line};
+                aio_site site = {aio_frame_function(f), aio_frame_file(f), f->line};
                 e = aio_fw_add_holder(r, task, site);
             }
         }
@@ -673,7 +673,7 @@ err_t aio_fw_request(aio_ctx *c, aio_task *task) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
         uint64_t how, obj;
         aio_request req;
-        if (!f->function || !f->code || !(how = aio_fw_request_slot(c, f->code)) ||
+        if (!aio_frame_function(f) || !f->code || !(how = aio_fw_request_slot(c, f->code)) ||
             py_frame_slot(t, f->addr, (int)(how >> 2), &obj) != ERR_OK || !obj ||
             !aio_fw_read_request(c, obj, how, &req)) {
             continue;

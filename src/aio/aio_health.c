@@ -87,8 +87,8 @@ static err_t aio_add_holder(aio_ctx *c, uint64_t obj, const aio_task *task, cons
         return ERR_NOMEM;
     }
     *h = task->id;
-    site->function = f->function;
-    site->file = f->file;
+    site->function = aio_frame_function(f);
+    site->file = aio_frame_file(f);
     site->line = f->line;
     return ERR_OK;
 }
@@ -99,7 +99,7 @@ static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
     py_target *t = c->t;
     const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
     int depth = f->depth;
-    if (!f->function || !f->code || depth < 0) {
+    if (!aio_frame_function(f) || !f->code || depth < 0) {
         return ERR_OK;
     }
     if (depth > AIO_STACK_SCAN_MAX) {
@@ -109,7 +109,7 @@ static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
     int nheld = 0;
     for (int i = 0; i < depth; i++) {
         uint64_t o, type;
-        if (py_frame_slot(t, f->addr, f->nlocalsplus + i, &o) != ERR_OK || !o ||
+        if (py_frame_slot(t, f->addr, aio_frame_nlocals(f) + i, &o) != ERR_OK || !o ||
             py_type_of(t, o, &type) != ERR_OK) {
             continue;
         }
@@ -119,7 +119,7 @@ static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
             aio_is_aexit(c, func)) {
             mem_read_u64(t->m, o + (uint64_t)t->L.meth_self, &self);
         } else if (type == t->types.function && i + 1 < depth && aio_is_aexit(c, o)) {
-            py_frame_slot(t, f->addr, f->nlocalsplus + i + 1, &self);
+            py_frame_slot(t, f->addr, aio_frame_nlocals(f) + i + 1, &self);
         }
         if (self) {
             held[nheld++] = self;
@@ -129,9 +129,10 @@ static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
      * one being acquired, not held. */
     if (nheld && k > 0) {
         const aio_frame *inner = VEC_AT(&task->frames, aio_frame, k - 1);
-        if (inner->function && (strcmp(inner->function, "_ContextManagerMixin.__aenter__") == 0 ||
-                                (strcmp(inner->function, "Semaphore.__aenter__") == 0 &&
-                                 inner->file && strstr(inner->file, "/anyio/")))) {
+        if (aio_frame_function(inner) &&
+            (strcmp(aio_frame_function(inner), "_ContextManagerMixin.__aenter__") == 0 ||
+             (strcmp(aio_frame_function(inner), "Semaphore.__aenter__") == 0 &&
+              aio_frame_file(inner) && strstr(aio_frame_file(inner), "/anyio/")))) {
             nheld--;
         }
     }
@@ -262,10 +263,10 @@ static err_t aio_scan_task_refs(aio_ctx *c, aio_refs *refs, u64set *cells, const
     for (size_t k = 0; k < task->frames.len; k++) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
         int depth = task->running_thread || f->depth < 0 ? 0 : f->depth;
-        if (!f->function || !f->code || f->nlocalsplus < 0) {
+        if (!aio_frame_function(f) || !f->code || aio_frame_nlocals(f) < 0) {
             continue;
         }
-        int n = f->nlocalsplus + (depth > AIO_STACK_SCAN_MAX ? AIO_STACK_SCAN_MAX : depth);
+        int n = aio_frame_nlocals(f) + (depth > AIO_STACK_SCAN_MAX ? AIO_STACK_SCAN_MAX : depth);
         for (int i = 0; i < n && i < AIO_LOCALS_SCAN_MAX; i++) {
             uint64_t bits;
             if (py_frame_slot_raw(t, f->addr, i, &bits) == ERR_OK) {
@@ -474,28 +475,29 @@ static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
     }
     for (size_t i = 0; i < th->frames.len; i++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
-        if (f->function && strcmp(f->function, "BaseEventLoop.run_forever") == 0) {
+        if (aio_frame_function(f) &&
+            strcmp(aio_frame_function(f), "BaseEventLoop.run_forever") == 0) {
             l->runs++;
         }
     }
     const aio_frame *top = VEC_AT(&th->frames, aio_frame, 0);
     l->doing_frame = top;
-    if (!top->function) {
+    if (!aio_frame_function(top)) {
         return;
     }
-    if (aio_ends_with(top->function, "Selector.select")) {
+    if (aio_ends_with(aio_frame_function(top), "Selector.select")) {
         l->doing = AIO_DOING_SELECT;
         return;
     }
     /* A thread wait: threading's primitives or a concurrent future. */
     for (size_t i = 0; i < th->frames.len; i++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
-        if (!f->function || !f->file) {
+        if (!aio_frame_function(f) || !aio_frame_file(f)) {
             break;
         }
-        bool in_threading = aio_ends_with(f->file, "/threading.py");
-        bool cf_result = aio_ends_with(f->file, "concurrent/futures/_base.py") &&
-                         strcmp(f->function, "Future.result") == 0;
+        bool in_threading = aio_ends_with(aio_frame_file(f), "/threading.py");
+        bool cf_result = aio_ends_with(aio_frame_file(f), "concurrent/futures/_base.py") &&
+                         strcmp(aio_frame_function(f), "Future.result") == 0;
         if (!in_threading && !cf_result) {
             break;
         }
@@ -521,7 +523,7 @@ static void aio_loop_doing(aio_ctx *c, aio_loop *l) {
      * not, nothing can be claimed. */
     for (size_t i = 0; i < th->frames.len; i++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, i);
-        if (f->function && strcmp(f->function, "Handle._run") == 0) {
+        if (aio_frame_function(f) && strcmp(aio_frame_function(f), "Handle._run") == 0) {
             l->doing = AIO_DOING_CALLBACK;
             return;
         }
@@ -602,10 +604,12 @@ static size_t aio_other_threads(aio_ctx *c) {
         bool idle_worker = false;
         for (size_t k = 0; k < th->frames.len && !idle_worker; k++) {
             const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-            idle_worker = f->function && f->file && strcmp(f->function, "_worker") == 0 &&
-                          aio_ends_with(f->file, "concurrent/futures/thread.py") &&
-                          k + 1 <= th->frames.len && VEC_AT(&th->frames, aio_frame, 0)->function &&
-                          strcmp(VEC_AT(&th->frames, aio_frame, 0)->function, "_worker") == 0;
+            idle_worker =
+                aio_frame_function(f) && aio_frame_file(f) &&
+                strcmp(aio_frame_function(f), "_worker") == 0 &&
+                aio_ends_with(aio_frame_file(f), "concurrent/futures/thread.py") &&
+                k + 1 <= th->frames.len && aio_frame_function(VEC_AT(&th->frames, aio_frame, 0)) &&
+                strcmp(aio_frame_function(VEC_AT(&th->frames, aio_frame, 0)), "_worker") == 0;
         }
         n += !idle_worker;
     }

@@ -84,7 +84,7 @@ err_t aio_read_locals(aio_ctx *c, aio_task *task) {
         aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
         py_frame pf;
         names.len = 0;
-        if (!f->function || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
+        if (!aio_frame_function(f) || py_frame_read(t, f->addr, &pf) != ERR_OK || !pf.code ||
             py_code_local_names(t, pf.code, &names) != ERR_OK) {
             continue;
         }

@@ -129,11 +129,14 @@ static err_t aio_splice_running(aio_ctx *c, aio_thread *th, aio_task *task) {
             vec_free(&frames);
             return ERR_NOMEM;
         }
-        src->task = task->id;
+        if (!aio_frame_set_task(src, task->id)) {
+            vec_free(&frames);
+            return ERR_NOMEM;
+        }
+        /* Not its code: the scans do not read a running task's slots. */
         dst->addr = src->addr;
         dst->line = src->line;
-        dst->function = src->function; /* both point into the model's pool */
-        dst->file = src->file;
+        dst->name = src->name; /* into the model's pool */
     }
     for (size_t j = 0; j < task->frames.len; j++) {
         aio_frame_free(VEC_AT(&task->frames, aio_frame, j));

@@ -212,26 +212,21 @@ err_t aio_build(py_target *t, const aio_options *opt, aio_model *model) {
 }
 
 bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *function,
-                     const char *file) {
-    uint64_t idx;
-    if (!u64map_get(&m->name_index, code, &idx)) {
-        aio_name *n = vec_push(&m->names);
-        if (!n) {
+                     const char *file, int nlocalsplus) {
+    uint64_t p;
+    if (!u64map_get(&m->name_index, code, &p)) {
+        aio_name *n = util_arena_alloc(&m->arena, sizeof *n);
+        if (!n || !(n->function = aio_text(m, function ? function : "<unknown>")) ||
+            !(n->file = aio_text(m, file ? file : "<unknown>"))) {
             return false;
         }
-        n->function = util_strdup(function ? function : "<unknown>");
-        n->file = util_strdup(file ? file : "<unknown>");
-        if (!n->function || !n->file || !u64map_put(&m->name_index, code, m->names.len - 1)) {
-            util_free(n->function);
-            util_free(n->file);
-            m->names.len--;
-            return false;
+        n->nlocalsplus = nlocalsplus;
+        p = (uint64_t)(uintptr_t)n;
+        if (!u64map_put(&m->name_index, code, p)) {
+            return false; /* the arena keeps the record until the model goes */
         }
-        idx = m->names.len - 1;
     }
-    const aio_name *n = VEC_AT(&m->names, aio_name, idx);
-    f->function = n->function;
-    f->file = n->file;
+    f->name = (const aio_name *)(uintptr_t)p;
     return true;
 }
 
@@ -276,25 +271,39 @@ const char *aio_intern(aio_model *m, const char *s) {
     }
 }
 
-vec *aio_frame_locals(aio_frame *f) {
-    if (!f->locals && (f->locals = util_alloc(sizeof *f->locals)) != NULL) {
-        vec_init(f->locals, sizeof(aio_local));
+static aio_frame_extra *aio_frame_extra_of(aio_frame *f) {
+    if (!f->extra && (f->extra = util_alloc(sizeof *f->extra)) != NULL) {
+        f->extra->task = 0;
+        vec_init(&f->extra->locals, sizeof(aio_local));
     }
-    return f->locals;
+    return f->extra;
+}
+
+vec *aio_frame_locals(aio_frame *f) {
+    aio_frame_extra *x = aio_frame_extra_of(f);
+    return x ? &x->locals : NULL;
+}
+
+bool aio_frame_set_task(aio_frame *f, uint64_t task) {
+    aio_frame_extra *x = aio_frame_extra_of(f);
+    if (x) {
+        x->task = task;
+    }
+    return x != NULL;
 }
 
 void aio_frame_free(aio_frame *f) {
-    if (!f->locals) {
+    if (!f->extra) {
         return;
     }
-    for (size_t i = 0; i < f->locals->len; i++) {
-        aio_local *l = VEC_AT(f->locals, aio_local, i);
+    for (size_t i = 0; i < f->extra->locals.len; i++) {
+        aio_local *l = VEC_AT(&f->extra->locals, aio_local, i);
         util_free(l->name);
         util_free(l->repr);
     }
-    vec_free(f->locals);
-    util_free(f->locals);
-    f->locals = NULL;
+    vec_free(&f->extra->locals);
+    util_free(f->extra);
+    f->extra = NULL;
 }
 
 static void aio_frames_free(vec *frames) {
@@ -352,11 +361,6 @@ void aio_model_free(aio_model *model) {
         util_free(*VEC_AT(&model->warnings, char *, i));
     }
     vec_free(&model->warnings);
-    for (size_t i = 0; i < model->names.len; i++) {
-        util_free(VEC_AT(&model->names, aio_name, i)->function);
-        util_free(VEC_AT(&model->names, aio_name, i)->file);
-    }
-    vec_free(&model->names);
     u64map_free(&model->name_index);
     for (size_t i = 0; i < model->strings.len; i++) {
         util_free(*VEC_AT(&model->strings, char *, i));

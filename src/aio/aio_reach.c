@@ -489,7 +489,7 @@ static err_t aio_reach_extra_roots(aio_reach *r) {
         const aio_thread *th = VEC_AT(&m->threads, aio_thread, i);
         for (size_t k = 0; k < th->frames.len && e == ERR_OK; k++) {
             const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-            if (!f->function || !f->addr) {
+            if (!aio_frame_function(f) || !f->addr) {
                 continue; /* unreadable: its strong references are counted */
             }
             r->scratch.len = 0;

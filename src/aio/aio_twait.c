@@ -183,7 +183,7 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
     if (entering) {
         *entering = 0;
     }
-    if (!rules || !f->function || !f->code || f->nlocalsplus < 0) {
+    if (!rules || !aio_frame_function(f) || !f->code || aio_frame_nlocals(f) < 0) {
         return;
     }
     bool exact = k > 0 || rules->before_with == 0;
@@ -201,7 +201,7 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
     }
     uint64_t slots[AIO_TSTACK_SCAN_MAX];
     for (int i = 0; i < n; i++) {
-        if (py_frame_slot(t, f->addr, f->nlocalsplus + i, &slots[i]) != ERR_OK) {
+        if (py_frame_slot(t, f->addr, aio_frame_nlocals(f) + i, &slots[i]) != ERR_OK) {
             slots[i] = 0;
         }
     }
@@ -350,19 +350,19 @@ void aio_thread_waits(py_target *t, aio_thread *th) {
     const aio_frame *at = NULL;
     for (size_t k = 0; k < th->frames.len; k++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-        if (f->function && strcmp(f->function, "_WorkItem.run") == 0 &&
-            aio_tends_with(f->file, "concurrent/futures/thread.py")) {
+        if (aio_frame_function(f) && strcmp(aio_frame_function(f), "_WorkItem.run") == 0 &&
+            aio_tends_with(aio_frame_file(f), "concurrent/futures/thread.py")) {
             aio_work_item(t, th, f);
         }
     }
     for (size_t k = 0; k < th->frames.len; k++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-        if (!f->function || !aio_stdlib_wait_file(f->file)) {
+        if (!aio_frame_function(f) || !aio_stdlib_wait_file(aio_frame_file(f))) {
             break;
         }
         for (size_t r = 0; r < ARRAY_LEN(aio_twait_rules); r++) {
-            if (strcmp(f->function, aio_twait_rules[r].qualname) == 0 &&
-                aio_tends_with(f->file, aio_twait_rules[r].file)) {
+            if (strcmp(aio_frame_function(f), aio_twait_rules[r].qualname) == 0 &&
+                aio_tends_with(aio_frame_file(f), aio_twait_rules[r].file)) {
                 rule = &aio_twait_rules[r];
                 at = f;
             }
@@ -418,9 +418,9 @@ static void aio_released_locks(py_target *t, const aio_thread *th, vec *out) {
     for (size_t k = 0; k < th->frames.len; k++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
         uint64_t cond = 0, lock = 0;
-        if (f->function && aio_tends_with(f->file, "/threading.py") &&
-            (strcmp(f->function, "Condition.wait") == 0 ||
-             strcmp(f->function, "Condition.wait_for") == 0) &&
+        if (aio_frame_function(f) && aio_tends_with(aio_frame_file(f), "/threading.py") &&
+            (strcmp(aio_frame_function(f), "Condition.wait") == 0 ||
+             strcmp(aio_frame_function(f), "Condition.wait_for") == 0) &&
             py_frame_slot(t, f->addr, 0, &cond) == ERR_OK && cond &&
             py_attr(t, cond, "_lock", &lock) == ERR_OK && lock) {
             u64vec_add_unique(out, lock);

@@ -885,8 +885,9 @@ static err_t ana_loops(ana_ctx *c) {
                 sbuf_adds(&b, " in task ");
                 ana_name(&b, rt);
             }
-            if (f && f->function) {
-                sbuf_printf(&b, " (%s at %s:%d)", f->function, f->file, f->line);
+            if (f && aio_frame_function(f)) {
+                sbuf_printf(&b, " (%s at %s:%d)", aio_frame_function(f), aio_frame_file(f),
+                            f->line);
             }
             sbuf_adds(&b, " instead of waiting in its selector: no other task of this loop "
                           "can run.");

@@ -44,10 +44,11 @@ static void out_thread_title(out_writer *w, const aio_thread *th, int64_t id) {
 static void out_check_thread_frames(out_writer *w, const aio_thread *th) {
     for (size_t k = 0; k < th->frames.len && k < OUT_CHECK_FRAMES; k++) {
         const aio_frame *f = VEC_AT(&th->frames, aio_frame, k);
-        if (!f->function) {
+        if (!aio_frame_function(f)) {
             out_printf(w, "        <unreadable at 0x%" PRIx64 ">\n", f->addr);
         } else {
-            out_printf(w, "        %s (%s:%d)\n", f->function, f->file, f->line);
+            out_printf(w, "        %s (%s:%d)\n", aio_frame_function(f), aio_frame_file(f),
+                       f->line);
         }
     }
     if (th->frames.len > OUT_CHECK_FRAMES) {
@@ -164,10 +165,11 @@ static void out_check_task(out_writer *w, const aio_model *m, uint64_t id) {
     sbuf_free(&req);
     for (size_t k = 0; k < t->frames.len && k < OUT_CHECK_FRAMES; k++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, k);
-        if (!f->function) {
+        if (!aio_frame_function(f)) {
             out_printf(w, "        <unreadable at 0x%" PRIx64 ">\n", f->addr);
         } else {
-            out_printf(w, "        %s (%s:%d)\n", f->function, f->file, f->line);
+            out_printf(w, "        %s (%s:%d)\n", aio_frame_function(f), aio_frame_file(f),
+                       f->line);
         }
     }
     if (t->frames.len > OUT_CHECK_FRAMES) {

@@ -56,29 +56,30 @@ void out_json_target(out_writer *w, const aio_model *m) {
 }
 
 static void out_json_frame(out_writer *w, const aio_frame *f) {
-    if (!f->function) {
+    if (!aio_frame_function(f)) {
         out_printf(w,
                    "{\"function\":null,\"file\":null,\"line\":null,"
                    "\"error\":\"unreadable at 0x%" PRIx64 "\"",
                    f->addr);
     } else {
         out_puts(w, "{\"function\":");
-        out_json_str(w, f->function);
+        out_json_str(w, aio_frame_function(f));
         out_puts(w, ",\"file\":");
-        out_json_str(w, f->file);
+        out_json_str(w, aio_frame_file(f));
         if (f->line >= 0) {
             out_printf(w, ",\"line\":%d", f->line);
         } else {
             out_puts(w, ",\"line\":null");
         }
     }
-    if (f->task) {
-        out_printf(w, ",\"task\":\"0x%" PRIx64 "\"", f->task);
+    if (aio_frame_task(f)) {
+        out_printf(w, ",\"task\":\"0x%" PRIx64 "\"", aio_frame_task(f));
     }
-    if (f->locals && f->locals->len) {
+    const vec *locals = aio_frame_locals_of(f);
+    if (locals) {
         out_puts(w, ",\"locals\":[");
-        for (size_t i = 0; i < f->locals->len; i++) {
-            const aio_local *l = VEC_AT(f->locals, aio_local, i);
+        for (size_t i = 0; i < locals->len; i++) {
+            const aio_local *l = VEC_AT(locals, aio_local, i);
             out_puts(w, i ? ",{\"name\":" : "{\"name\":");
             out_json_str(w, l->name);
             out_puts(w, ",\"repr\":");

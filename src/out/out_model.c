@@ -142,13 +142,13 @@ static const char *out_short_file(const char *file) {
 }
 
 void out_frame_short(sbuf *b, const aio_frame *f) {
-    if (!f->function) {
+    if (!aio_frame_function(f)) {
         sbuf_printf(b, "<unreadable at 0x%" PRIx64 ">", f->addr);
         return;
     }
-    out_clean(b, f->function);
+    out_clean(b, aio_frame_function(f));
     sbuf_addc(b, ' ');
-    out_clean(b, f->file ? out_short_file(f->file) : "?");
+    out_clean(b, aio_frame_file(f) ? out_short_file(aio_frame_file(f)) : "?");
     if (f->line >= 0) {
         sbuf_printf(b, ":%d", f->line);
     }
@@ -309,7 +309,7 @@ static const char *out_queue_op(const aio_task *t) {
         return NULL;
     }
     const aio_frame *f = VEC_AT(&t->frames, aio_frame, 0);
-    const char *dot = f->function ? strrchr(f->function, '.') : NULL;
+    const char *dot = aio_frame_function(f) ? strrchr(aio_frame_function(f), '.') : NULL;
     for (size_t i = 0; dot && i < ARRAY_LEN(ops); i++) {
         if (strcmp(dot + 1, ops[i]) == 0) {
             return ops[i];

@@ -19,8 +19,9 @@ static void out_stacks_json(out_writer *w, const aio_model *m) {
 #define OUT_REPEAT_COLLAPSE 4
 
 static bool out_same_frame(const aio_frame *a, const aio_frame *b) {
-    return a->function && b->function && a->line == b->line && a->task == b->task &&
-           strcmp(a->function, b->function) == 0 && strcmp(a->file, b->file) == 0;
+    return a->name && b->name && a->line == b->line && aio_frame_task(a) == aio_frame_task(b) &&
+           strcmp(a->name->function, b->name->function) == 0 &&
+           strcmp(a->name->file, b->name->file) == 0;
 }
 
 /* How many frames from k on equal frame k. */
@@ -34,12 +35,12 @@ static size_t out_repeats(const aio_thread *th, size_t k) {
 }
 
 static void out_frame_text(out_writer *w, const aio_frame *f) {
-    if (!f->function) {
+    if (!aio_frame_function(f)) {
         out_printf(w, "    <unreadable at 0x%" PRIx64 ">\n", f->addr);
     } else if (f->line >= 0) {
-        out_printf(w, "    %s (%s:%d)\n", f->function, f->file, f->line);
+        out_printf(w, "    %s (%s:%d)\n", aio_frame_function(f), aio_frame_file(f), f->line);
     } else {
-        out_printf(w, "    %s (%s)\n", f->function, f->file);
+        out_printf(w, "    %s (%s)\n", aio_frame_function(f), aio_frame_file(f));
     }
 }
 
@@ -139,8 +140,9 @@ static void out_stacks_text(out_writer *w, const aio_model *m) {
                  * frames are those above _WorkItem.run. */
                 out_thread_line(w, th, out_thread_work, true);
             }
-            if (f->task && (k == 0 || VEC_AT(&th->frames, aio_frame, k - 1)->task != f->task)) {
-                out_task_splice(w, m, f->task);
+            uint64_t task = aio_frame_task(f);
+            if (task && (k == 0 || aio_frame_task(VEC_AT(&th->frames, aio_frame, k - 1)) != task)) {
+                out_task_splice(w, m, task);
             }
             size_t same = out_repeats(th, k);
             if (same >= OUT_REPEAT_COLLAPSE) {

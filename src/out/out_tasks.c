@@ -85,11 +85,13 @@ static bool out_wait_has_identity(aio_kind k) {
 }
 
 static bool out_frames_alike(const aio_frame *a, const aio_frame *b) {
-    if (!a->function || !b->function) {
-        return !a->function && !b->function;
+    if (!a->name || !b->name) {
+        return !a->name && !b->name;
     }
-    return a->line == b->line && strcmp(a->function, b->function) == 0 &&
-           strcmp(a->file ? a->file : "", b->file ? b->file : "") == 0;
+    /* One record per code object: the same record names the same place. */
+    return a->line == b->line &&
+           (a->name == b->name || (strcmp(a->name->function, b->name->function) == 0 &&
+                                   strcmp(a->name->file, b->name->file) == 0));
 }
 
 static uint64_t out_group_hash(const aio_task *t) {
@@ -104,9 +106,9 @@ static uint64_t out_group_hash(const aio_task *t) {
     }
     for (size_t k = 0; k < t->frames.len; k++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, k);
-        h = out_hash_str(h, f->function);
-        if (f->function) {
-            h = out_hash_str(h, f->file);
+        h = out_hash_str(h, aio_frame_function(f));
+        if (aio_frame_function(f)) {
+            h = out_hash_str(h, aio_frame_file(f));
             h = out_hash(h, &f->line, sizeof f->line);
         }
     }
@@ -556,20 +558,21 @@ void out_task_text(out_writer *w, const aio_model *m, const aio_task *t) {
     for (size_t k = 0; k < t->frames.len; k++) {
         const aio_frame *f = VEC_AT(&t->frames, aio_frame, k);
         sbuf_reset(&b);
-        if (!f->function) {
+        if (!aio_frame_function(f)) {
             sbuf_printf(&b, "<unreadable at 0x%" PRIx64 ">", f->addr);
         } else {
-            out_clean(&b, f->function);
+            out_clean(&b, aio_frame_function(f));
             sbuf_adds(&b, " (");
-            out_clean(&b, f->file ? f->file : "?");
+            out_clean(&b, aio_frame_file(f) ? aio_frame_file(f) : "?");
             if (f->line >= 0) {
                 sbuf_printf(&b, ":%d", f->line);
             }
             sbuf_addc(&b, ')');
         }
         out_printf(w, "    %s\n", sbuf_str(&b));
-        for (size_t i = 0; f->locals && i < f->locals->len; i++) {
-            const aio_local *l = VEC_AT(f->locals, aio_local, i);
+        const vec *locals = aio_frame_locals_of(f);
+        for (size_t i = 0; locals && i < locals->len; i++) {
+            const aio_local *l = VEC_AT(locals, aio_local, i);
             sbuf_reset(&b);
             out_clean(&b, l->name ? l->name : "?");
             sbuf_adds(&b, " = ");

@@ -286,7 +286,6 @@ static err_t probe_reach(py_target *py, err_record *err, sbuf *o) {
     vec_init(&model.loops, sizeof(aio_loop));
     vec_init(&model.resources, sizeof(aio_resource));
     vec_init(&model.warnings, sizeof(char *));
-    vec_init(&model.names, sizeof(aio_name));
     aio_options opt = {.tasks = true, .reachability = true};
     bool live = strcmp(py->m->ops->kind, "live") == 0;
     model.target.kind = live ? "live" : "core";

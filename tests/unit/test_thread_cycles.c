@@ -24,7 +24,6 @@ static void tm_init(tm *b) {
     vec_init(&b->m.loops, sizeof(aio_loop));
     vec_init(&b->m.resources, sizeof(aio_resource));
     vec_init(&b->m.warnings, sizeof(char *));
-    vec_init(&b->m.names, sizeof(aio_name));
 }
 
 static aio_thread *tm_thread(tm *b, int64_t native, const char *name, aio_kind kind, uint64_t on,

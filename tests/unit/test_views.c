@@ -88,9 +88,14 @@ static aio_task *mb_task(mb *b, uint64_t id, const char *name, aio_state state) 
 /* Frames are added innermost first, as the model keeps them. */
 static aio_frame *mb_frame(mb *b, vec *frames, const char *fn, const char *file, int line) {
     aio_frame *f = vec_push(frames);
-    if (f) {
-        f->function = mb_str(b, fn);
-        f->file = mb_str(b, file);
+    aio_name *n = f ? util_alloc(sizeof *n) : NULL;
+    char **slot = n ? vec_push(&b->strs) : NULL;
+    if (slot) {
+        *slot = (char *)n;
+        n->function = mb_str(b, fn);
+        n->file = mb_str(b, file);
+        n->nlocalsplus = -1;
+        f->name = n;
         f->line = line;
     }
     return f;
@@ -141,11 +146,11 @@ static void mb_wait(mb *b, uint64_t waiter, aio_kind kind, uint64_t on) {
     }
 }
 
-/* The builder owns the strings; a frame owns only its locals' vector. */
+/* The builder owns the strings and names; a frame owns only its extra. */
 static void mb_frame_free(aio_frame *f) {
-    if (f->locals) {
-        vec_free(f->locals);
-        util_free(f->locals);
+    if (f->extra) {
+        vec_free(&f->extra->locals);
+        util_free(f->extra);
     }
 }
 
@@ -1159,8 +1164,8 @@ static void build_thread(mb *b) {
     snprintf(th->name, sizeof th->name, "MainThread");
     th->holds_gil = true;
     vec_init(&th->frames, sizeof(aio_frame));
-    mb_frame(b, &th->frames, "compute", "/srv/app.py", 20)->task = 0x1000;
-    mb_frame(b, &th->frames, "main", "/srv/app.py", 30)->task = 0x1000;
+    aio_frame_set_task(mb_frame(b, &th->frames, "compute", "/srv/app.py", 20), 0x1000);
+    aio_frame_set_task(mb_frame(b, &th->frames, "main", "/srv/app.py", 30), 0x1000);
     mb_frame(b, &th->frames, "BaseEventLoop._run_once", "/usr/lib/asyncio/base_events.py", 2000);
     mb_frame(b, &th->frames, "<module>", "/srv/app.py", 40);
 }
