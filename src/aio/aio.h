@@ -216,7 +216,9 @@ typedef struct aio_task {
     const char *waits_type; /* type name of what it waits on (for OTHER); NULL if unknown */
     vec awaits;      /* uint64_t ids: tasks and resources it waits for */
     vec awaited_by;  /* uint64_t task ids */
-    vec awaited_by_interp; /* 3.14+: what the interpreter's own records say */
+    /* 3.14+: what the interpreter's own records say (uint64_t task ids);
+     * NULL when they name none, as for most tasks. */
+    vec *awaited_by_interp;
     const char *found_by; /* "registry", "task-list", "heap" */
     int64_t running_thread; /* native id of the thread running it now, 0 if none */
     char *created_at; /* "file:line" from asyncio debug mode, NULL if unknown */

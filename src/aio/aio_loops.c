@@ -333,8 +333,9 @@ static err_t aio_merge_interp_awaiters(aio_ctx *c) {
         if (task->state != AIO_STATE_PENDING) {
             continue;
         }
-        for (size_t k = 0; k < task->awaited_by_interp.len; k++) {
-            uint64_t by = *VEC_AT(&task->awaited_by_interp, uint64_t, k);
+        const vec *interp = task->awaited_by_interp;
+        for (size_t k = 0; interp && k < interp->len; k++) {
+            uint64_t by = *VEC_AT(interp, uint64_t, k);
             if (!u64vec_has(&task->awaited_by, by)) {
                 if (!u64vec_push(&task->awaited_by, by)) {
                     return ERR_NOMEM;
@@ -343,7 +344,7 @@ static err_t aio_merge_interp_awaiters(aio_ctx *c) {
             }
         }
         for (size_t k = 0; k < task->awaited_by.len; k++) {
-            if (!u64vec_has(&task->awaited_by_interp, *VEC_AT(&task->awaited_by, uint64_t, k))) {
+            if (!interp || !u64vec_has(interp, *VEC_AT(&task->awaited_by, uint64_t, k))) {
                 only_ours++;
             }
         }

@@ -337,7 +337,10 @@ void aio_model_free(aio_model *model) {
         aio_frames_free(&t->frames);
         vec_free(&t->awaits);
         vec_free(&t->awaited_by);
-        vec_free(&t->awaited_by_interp);
+        if (t->awaited_by_interp) {
+            vec_free(t->awaited_by_interp);
+            util_free(t->awaited_by_interp);
+        }
         vec_free(&t->chain);
         util_free(t->created_at);
         util_free(t->request);

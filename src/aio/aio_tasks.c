@@ -271,7 +271,6 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     vec_init(&task->frames, sizeof(aio_frame));
     vec_init(&task->awaits, sizeof(uint64_t));
     vec_init(&task->awaited_by, sizeof(uint64_t));
-    vec_init(&task->awaited_by_interp, sizeof(uint64_t));
     vec_init(&task->chain, sizeof(uint64_t));
     uint64_t type;
     if (py_type_of(t, addr, &type) == ERR_OK && !(task->type = aio_type_name(c, type))) {
@@ -294,18 +293,22 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
         fut_waiter = rd_u64(b, (size_t)A->task_fut_waiter);
         name = rd_u64(b, (size_t)A->task_name);
         tb = rd_u64(b, (size_t)A->fut_source_tb);
-        if (A->fut_awaited_by != PY_NONE) {
-            uint64_t by = rd_u64(b, (size_t)A->fut_awaited_by);
-            if (by && rd_u8(b, (size_t)A->fut_awaited_by_is_set)) {
-                if (py_set_items(t, by, &task->awaited_by_interp) != ERR_OK) {
-                    aio_warn(c->model,
-                             "the interpreter's awaited-by record of task 0x%llx is "
-                             "unreadable",
-                             (unsigned long long)addr);
-                }
-            } else if (by && !u64vec_push(&task->awaited_by_interp, by)) {
-                return ERR_NOMEM;
+        uint64_t by = A->fut_awaited_by != PY_NONE ? rd_u64(b, (size_t)A->fut_awaited_by) : 0;
+        if (by && !(task->awaited_by_interp = util_alloc(sizeof(vec)))) {
+            return ERR_NOMEM;
+        }
+        if (by) {
+            vec_init(task->awaited_by_interp, sizeof(uint64_t));
+        }
+        if (by && rd_u8(b, (size_t)A->fut_awaited_by_is_set)) {
+            if (py_set_items(t, by, task->awaited_by_interp) != ERR_OK) {
+                aio_warn(c->model,
+                         "the interpreter's awaited-by record of task 0x%llx is "
+                         "unreadable",
+                         (unsigned long long)addr);
             }
+        } else if (by && !u64vec_push(task->awaited_by_interp, by)) {
+            return ERR_NOMEM;
         }
     } else {
         uint64_t v = 0;

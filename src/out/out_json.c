@@ -20,7 +20,7 @@ void out_json_addr(out_writer *w, uint64_t addr) {
 
 void out_json_addrs(out_writer *w, const vec *ids) {
     out_puts(w, "[");
-    for (size_t i = 0; i < ids->len; i++) {
+    for (size_t i = 0; ids && i < ids->len; i++) {
         out_printf(w, "%s\"0x%" PRIx64 "\"", i ? "," : "", *VEC_AT(ids, uint64_t, i));
     }
     out_puts(w, "]");
@@ -213,7 +213,7 @@ static void out_json_task(out_writer *w, const out_index *ix, const aio_task *t,
     out_puts(w, ",\"awaited_by\":");
     out_json_addrs(w, &t->awaited_by);
     out_puts(w, ",\"awaited_by_interpreter\":");
-    out_json_addrs(w, &t->awaited_by_interp);
+    out_json_addrs(w, t->awaited_by_interp);
     out_puts(w, ",\"found_by\":");
     out_json_str(w, t->found_by);
     out_puts(w, ",\"running_in_thread\":");

@@ -593,9 +593,9 @@ void out_task_text(out_writer *w, const aio_model *m, const aio_task *t) {
 
     out_puts(w, "\nAwaited by:\n");
     out_task_list(w, &ix, &t->awaited_by, &b);
-    if (t->awaited_by_interp.len) {
+    if (t->awaited_by_interp && t->awaited_by_interp->len) {
         out_puts(w, "\nAwaited by, as the interpreter records it:\n");
-        out_task_list(w, &ix, &t->awaited_by_interp, &b);
+        out_task_list(w, &ix, t->awaited_by_interp, &b);
     }
     out_puts(w, "\nAwaits:\n");
     out_task_list(w, &ix, &t->awaits, &b);

@@ -180,7 +180,6 @@ static bool rh_run(rh *h, uint64_t task, aio_model *m) {
     vec_init(&t->frames, sizeof(aio_frame));
     vec_init(&t->awaits, sizeof(uint64_t));
     vec_init(&t->awaited_by, sizeof(uint64_t));
-    vec_init(&t->awaited_by_interp, sizeof(uint64_t));
     aio_options opt = {.tasks = true, .reachability = true};
     aio_ctx c;
     memset(&c, 0, sizeof c);

@@ -62,7 +62,6 @@ static aio_task *tm_task(tm *b, uint64_t id, const char *name, aio_kind kind, ui
         vec_init(&t->frames, sizeof(aio_frame));
         vec_init(&t->awaits, sizeof(uint64_t));
         vec_init(&t->awaited_by, sizeof(uint64_t));
-        vec_init(&t->awaited_by_interp, sizeof(uint64_t));
         u64vec_push(&t->awaits, on);
     }
     return t;

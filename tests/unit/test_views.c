@@ -81,7 +81,6 @@ static aio_task *mb_task(mb *b, uint64_t id, const char *name, aio_state state) 
     vec_init(&t->frames, sizeof(aio_frame));
     vec_init(&t->awaits, sizeof(uint64_t));
     vec_init(&t->awaited_by, sizeof(uint64_t));
-    vec_init(&t->awaited_by_interp, sizeof(uint64_t));
     return t;
 }
 
@@ -163,7 +162,10 @@ static void mb_free(mb *b) {
         vec_free(&t->frames);
         vec_free(&t->awaits);
         vec_free(&t->awaited_by);
-        vec_free(&t->awaited_by_interp);
+        if (t->awaited_by_interp) {
+            vec_free(t->awaited_by_interp);
+            util_free(t->awaited_by_interp);
+        }
         util_free(t->request);
     }
     for (size_t i = 0; i < b->m.resources.len; i++) {
@@ -1218,7 +1220,8 @@ TEST(task_view_shows_header_stack_with_locals_waits_and_awaiters) {
     aio_task *t = mb_task(&b, 0x2000, "worker", AIO_STATE_PENDING);
     t->cancels = 1;
     t->created_at = mb_str(&b, "app.py:7");
-    mb_id(&t->awaited_by_interp, 0x1000);
+    t->awaited_by_interp = util_calloc(1, sizeof(vec));
+    mb_id(t->awaited_by_interp, 0x1000);
     aio_frame *f = mb_frame(&b, &t->frames, "Lock.acquire", "/usr/lib/asyncio/locks.py", 113);
     f = mb_frame(&b, &t->frames, "worker", "/srv/app.py", 12);
     aio_local *loc = vec_push(aio_frame_locals(f));
