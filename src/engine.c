@@ -207,6 +207,7 @@ static err_t snarl_build(snarl_session *s, const aio_options *opt, aio_model *mo
     vec_init(&model->loops, sizeof(aio_loop));
     vec_init(&model->resources, sizeof(aio_resource));
     vec_init(&model->warnings, sizeof(char *));
+    vec_init(&model->chains, sizeof(uint64_t));
     aio_target *t = &model->target;
     t->kind = s->kind;
     t->pid = s->m->pid;

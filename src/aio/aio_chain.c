@@ -487,7 +487,7 @@ err_t aio_walk_chain(aio_ctx *c, aio_task *task, uint64_t fut_waiter) {
             }
             /* The reachability passes must not enter a blocked task's own
              * coroutines: they run only when the task runs. */
-            if (c->opt->reachability && !u64vec_push(&task->chain, obj)) {
+            if (c->opt->reachability && !u64vec_push(&c->model->chains, obj)) {
                 return ERR_NOMEM;
             }
             bool readable = py_frame_read(t, g.frame, &f) == ERR_OK;

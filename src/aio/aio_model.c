@@ -341,7 +341,6 @@ void aio_model_free(aio_model *model) {
             vec_free(t->awaited_by_interp);
             util_free(t->awaited_by_interp);
         }
-        vec_free(&t->chain);
         util_free(t->created_at);
         util_free(t->request);
     }
@@ -364,6 +363,7 @@ void aio_model_free(aio_model *model) {
         util_free(*VEC_AT(&model->warnings, char *, i));
     }
     vec_free(&model->warnings);
+    vec_free(&model->chains);
     u64map_free(&model->name_index);
     for (size_t i = 0; i < model->strings.len; i++) {
         util_free(*VEC_AT(&model->strings, char *, i));

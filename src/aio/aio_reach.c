@@ -529,8 +529,8 @@ static err_t aio_reach_tasks(aio_reach *r) {
         ht->passive = 0;
         ht->wake = task->fut_waiter ? aio_heap_find(h, task->fut_waiter) : AIO_HEAP_NONE;
         ht->chain = (uint32_t)h->chain.len;
-        for (size_t k = 0; k < task->chain.len; k++) {
-            uint32_t j = aio_heap_find(h, *VEC_AT(&task->chain, uint64_t, k));
+        for (size_t k = 0; k < task->nchain; k++) {
+            uint32_t j = aio_heap_find(h, *VEC_AT(&m->chains, uint64_t, task->chain_at + k));
             if (j != AIO_HEAP_NONE && !aio_u32_push(&h->chain, j)) {
                 return ERR_NOMEM;
             }

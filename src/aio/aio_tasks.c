@@ -271,7 +271,6 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     vec_init(&task->frames, sizeof(aio_frame));
     vec_init(&task->awaits, sizeof(uint64_t));
     vec_init(&task->awaited_by, sizeof(uint64_t));
-    vec_init(&task->chain, sizeof(uint64_t));
     uint64_t type;
     if (py_type_of(t, addr, &type) == ERR_OK && !(task->type = aio_type_name(c, type))) {
         return ERR_NOMEM;
@@ -335,12 +334,14 @@ err_t aio_read_task(aio_ctx *c, uint64_t addr, const char *found_by) {
     }
     err_t e = ERR_OK;
     if (task->state == AIO_STATE_PENDING) {
+        /* A task's walk pushes its chain in one run. */
+        task->chain_at = c->model->chains.len;
         e = aio_walk_chain(c, task, fut_waiter);
+        task->nchain = c->model->chains.len - task->chain_at;
         /* Doubling leaves up to half of each array unused, and an
          * allocation of its own costs a header and rounding, a million
          * times. Where the arena cannot take them they stay as they are. */
         vec_settle(&task->frames, &c->model->arena);
-        vec_settle(&task->chain, &c->model->arena);
         vec_settle(&task->awaits, &c->model->arena);
     }
     if (e == ERR_OK && task->state == AIO_STATE_PENDING && c->opt->health) {

@@ -286,6 +286,7 @@ static err_t probe_reach(py_target *py, err_record *err, sbuf *o) {
     vec_init(&model.loops, sizeof(aio_loop));
     vec_init(&model.resources, sizeof(aio_resource));
     vec_init(&model.warnings, sizeof(char *));
+    vec_init(&model.chains, sizeof(uint64_t));
     aio_options opt = {.tasks = true, .reachability = true};
     bool live = strcmp(py->m->ops->kind, "live") == 0;
     model.target.kind = live ? "live" : "core";
@@ -395,6 +396,7 @@ static err_t probe_refs(py_target *py, const char *path, sbuf *o) {
     aio_model model;
     memset(&model, 0, sizeof model);
     vec_init(&model.warnings, sizeof(char *));
+    vec_init(&model.chains, sizeof(uint64_t));
     aio_options opt = {.tasks = true};
     aio_ctx c;
     memset(&c, 0, sizeof c);
