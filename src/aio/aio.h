@@ -24,6 +24,7 @@ typedef struct aio_local {
 typedef struct aio_name {
     const char *function; /* qualname, "<unknown>" when unreadable */
     const char *file;
+    uint64_t code;   /* the code object */
     int nlocalsplus; /* the code's locals, cells and free variables */
 } aio_name;
 
@@ -32,16 +33,17 @@ typedef struct aio_name {
 typedef struct aio_frame_extra {
     uint64_t task; /* in a thread's stack: the running task this frame belongs to */
     vec locals;    /* aio_local */
+    /* A running task's copy of its thread's frame: its slots change as it
+     * runs, so the scans do not read them. */
+    bool running;
 } aio_frame_extra;
 
 typedef struct aio_frame {
     const aio_name *name; /* NULL when the frame was unreadable or is not Python */
     uint64_t addr;
-    /* What the scans of its slots need, from the one read of the frame:
-     * its code (0 when its slots are not to be read) and the values on its
-     * evaluation stack (-1 when unknown); the code's locals are in name. */
-    uint64_t code;
     int line; /* -1 when unknown */
+    /* The values on its evaluation stack (-1 when unknown), from the one
+     * read of the frame: the scans of its slots need it. */
     int depth;
     aio_frame_extra *extra; /* NULL for nearly every frame */
 } aio_frame;
@@ -56,6 +58,10 @@ static inline const char *aio_frame_file(const aio_frame *f) {
 static inline int aio_frame_nlocals(const aio_frame *f) {
     return f->name ? f->name->nlocalsplus : -1;
 }
+/* Its code object; 0 when not Python or when its slots are not to be read. */
+static inline uint64_t aio_frame_code(const aio_frame *f) {
+    return f->name && !(f->extra && f->extra->running) ? f->name->code : 0;
+}
 static inline uint64_t aio_frame_task(const aio_frame *f) {
     return f->extra ? f->extra->task : 0;
 }
@@ -68,6 +74,9 @@ static inline const vec *aio_frame_locals_of(const aio_frame *f) {
 vec *aio_frame_locals(aio_frame *f);
 /* Marks f as where the running task begins; false when out of memory. */
 bool aio_frame_set_task(aio_frame *f, uint64_t task);
+/* Marks f as a running task's copy of its thread's frame; false when out
+ * of memory. */
+bool aio_frame_set_running(aio_frame *f);
 
 /* What a task's innermost frame waits on. Resources are the things a task
  * can wait for other than a task: a bare future, the primitives, sleeps,

@@ -101,7 +101,6 @@ static err_t aio_push_chain_frame(aio_ctx *c, aio_task *task, uint64_t frame_add
     }
     af->addr = frame_addr;
     af->line = f ? f->line : -1;
-    af->code = f && f->is_python ? f->code : 0;
     af->depth = f && f->is_python ? f->stack_depth : -1;
     if (f && f->is_python &&
         !aio_frame_names(c->model, af, f->code, f->qualname, f->filename, f->nlocalsplus)) {

@@ -123,20 +123,23 @@ static err_t aio_splice_running(aio_ctx *c, aio_thread *th, aio_task *task) {
     }
     vec frames;
     vec_init(&frames, sizeof(aio_frame));
-    for (size_t i = 0; i <= k; i++) {
+    bool ok = true;
+    for (size_t i = 0; i <= k && ok; i++) {
         aio_frame *src = VEC_AT(&th->frames, aio_frame, i), *dst = vec_push(&frames);
-        if (!dst) {
-            vec_free(&frames);
-            return ERR_NOMEM;
+        ok = dst && aio_frame_set_task(src, task->id);
+        if (ok) {
+            dst->addr = src->addr;
+            dst->line = src->line;
+            dst->name = src->name; /* into the model's pool */
+            ok = aio_frame_set_running(dst);
         }
-        if (!aio_frame_set_task(src, task->id)) {
-            vec_free(&frames);
-            return ERR_NOMEM;
+    }
+    if (!ok) {
+        for (size_t j = 0; j < frames.len; j++) {
+            aio_frame_free(VEC_AT(&frames, aio_frame, j));
         }
-        /* Not its code: the scans do not read a running task's slots. */
-        dst->addr = src->addr;
-        dst->line = src->line;
-        dst->name = src->name; /* into the model's pool */
+        vec_free(&frames);
+        return ERR_NOMEM;
     }
     for (size_t j = 0; j < task->frames.len; j++) {
         aio_frame_free(VEC_AT(&task->frames, aio_frame, j));

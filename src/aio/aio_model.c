@@ -223,6 +223,7 @@ bool aio_frame_names(aio_model *m, aio_frame *f, uint64_t code, const char *func
             !(n->file = aio_text(m, file ? file : "<unknown>"))) {
             return false;
         }
+        n->code = code;
         n->nlocalsplus = nlocalsplus;
         p = (uint64_t)(uintptr_t)n;
         if (!u64map_put(&m->name_index, code, p)) {
@@ -277,6 +278,7 @@ const char *aio_intern(aio_model *m, const char *s) {
 static aio_frame_extra *aio_frame_extra_of(aio_frame *f) {
     if (!f->extra && (f->extra = util_alloc(sizeof *f->extra)) != NULL) {
         f->extra->task = 0;
+        f->extra->running = false;
         vec_init(&f->extra->locals, sizeof(aio_local));
     }
     return f->extra;
@@ -291,6 +293,14 @@ bool aio_frame_set_task(aio_frame *f, uint64_t task) {
     aio_frame_extra *x = aio_frame_extra_of(f);
     if (x) {
         x->task = task;
+    }
+    return x != NULL;
+}
+
+bool aio_frame_set_running(aio_frame *f) {
+    aio_frame_extra *x = aio_frame_extra_of(f);
+    if (x) {
+        x->running = true;
     }
     return x != NULL;
 }

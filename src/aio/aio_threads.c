@@ -32,7 +32,6 @@ static err_t aio_push_frame(aio_model *m, aio_thread *th, const py_frame *f) {
     }
     af->addr = f->addr;
     af->line = f->line;
-    af->code = f->is_python ? f->code : 0;
     af->depth = f->is_python ? f->stack_depth : -1;
     if (f->is_python &&
         !aio_frame_names(m, af, f->code, f->qualname, f->filename, f->nlocalsplus)) {

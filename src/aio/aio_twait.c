@@ -183,7 +183,7 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
     if (entering) {
         *entering = 0;
     }
-    if (!rules || !aio_frame_function(f) || !f->code || aio_frame_nlocals(f) < 0) {
+    if (!rules || !aio_frame_function(f) || !aio_frame_code(f) || aio_frame_nlocals(f) < 0) {
         return;
     }
     bool exact = k > 0 || rules->before_with == 0;
@@ -193,7 +193,8 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
             return;
         }
         n = f->depth;
-    } else if (mem_read_u32(t->m, f->code + (uint64_t)t->L.co_stacksize, &stacksize) == ERR_OK) {
+    } else if (mem_read_u32(t->m, aio_frame_code(f) + (uint64_t)t->L.co_stacksize, &stacksize) ==
+               ERR_OK) {
         n = (int)stacksize;
     }
     if (n > AIO_TSTACK_SCAN_MAX) {
