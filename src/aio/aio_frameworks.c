@@ -350,8 +350,7 @@ static err_t aio_fw_pool(aio_ctx *c, aio_resource *r) {
         }
         for (size_t k = 0; k < task->frames.len && e == ERR_OK; k++) {
             const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
-            if (!aio_frame_function(f) || !aio_frame_code(f) ||
-                aio_fw_library_file(aio_frame_file(f))) {
+            if (!aio_frame_code(f) || aio_fw_library_file(aio_frame_file(f))) {
                 continue;
             }
             for (int s = 0; s < aio_frame_nlocals(f) && s < AIO_FW_LOCALS_MAX && e == ERR_OK; s++) {
@@ -674,8 +673,7 @@ err_t aio_fw_request(aio_ctx *c, aio_task *task) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, i);
         uint64_t how, obj;
         aio_request req;
-        if (!aio_frame_function(f) || !aio_frame_code(f) ||
-            !(how = aio_fw_request_slot(c, aio_frame_code(f))) ||
+        if (!aio_frame_code(f) || !(how = aio_fw_request_slot(c, aio_frame_code(f))) ||
             py_frame_slot(t, f->addr, (int)(how >> 2), &obj) != ERR_OK || !obj ||
             !aio_fw_read_request(c, obj, how, &req)) {
             continue;

@@ -99,7 +99,7 @@ static err_t aio_frame_holds(aio_ctx *c, const aio_task *task, size_t k) {
     py_target *t = c->t;
     const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
     int depth = f->depth;
-    if (!aio_frame_function(f) || !aio_frame_code(f) || depth < 0) {
+    if (!aio_frame_code(f) || depth < 0) {
         return ERR_OK;
     }
     if (depth > AIO_STACK_SCAN_MAX) {
@@ -263,7 +263,7 @@ static err_t aio_scan_task_refs(aio_ctx *c, aio_refs *refs, u64set *cells, const
     for (size_t k = 0; k < task->frames.len; k++) {
         const aio_frame *f = VEC_AT(&task->frames, aio_frame, k);
         int depth = task->running_thread || f->depth < 0 ? 0 : f->depth;
-        if (!aio_frame_function(f) || !aio_frame_code(f) || aio_frame_nlocals(f) < 0) {
+        if (!aio_frame_code(f) || aio_frame_nlocals(f) < 0) {
             continue;
         }
         int n = aio_frame_nlocals(f) + (depth > AIO_STACK_SCAN_MAX ? AIO_STACK_SCAN_MAX : depth);

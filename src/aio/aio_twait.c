@@ -183,7 +183,7 @@ static void aio_frame_tlocks(py_target *t, const aio_thread *th, size_t k, vec *
     if (entering) {
         *entering = 0;
     }
-    if (!rules || !aio_frame_function(f) || !aio_frame_code(f) || aio_frame_nlocals(f) < 0) {
+    if (!rules || !aio_frame_code(f) || aio_frame_nlocals(f) < 0) {
         return;
     }
     bool exact = k > 0 || rules->before_with == 0;
